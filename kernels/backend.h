@@ -1,0 +1,145 @@
+// The op interface that every compute backend (cpu/, cuda/, vulkan/) implements.
+//
+// The engine writes the model math once against this interface; a backend owns the memory
+// its ops touch (weights, activations, KV cache) and may run ops asynchronously, in order,
+// until synchronize() or read() returns.
+//
+// Conventions shared by every op:
+//  - Activations are f32, row-major [n_rows, width]. One row is one token of one sequence.
+//  - A batch of rows may mix sequences: row i belongs to KV-cache slot rows[i].slot at
+//    position rows[i].pos. Prefill of one prompt is rows of one slot with increasing
+//    positions; batched decode is one row per slot. The same ops serve both.
+//  - Weights are [rows = out_features, cols = in_features] row-major, as Hugging Face
+//    stores nn.Linear. matmul computes y[r, o] = sum_i x[r, i] * W[o, i].
+//  - Failures throw sbits::kernels::KernelError with context; nothing aborts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace sbits::kernels {
+
+class KernelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Element types and layouts a weight can have. Quantized layouts join this list.
+enum class WeightType : uint32_t { f32 = 0, f16 = 1, bf16 = 2 };
+
+const char* weight_type_name(WeightType t);
+
+// A weight as it lies in host memory (for example inside an mmapped .sbits file). The bytes
+// must stay valid for as long as the uploaded Weight lives: the CPU backend uses them in
+// place, GPU backends copy them.
+struct HostWeight {
+  WeightType type = WeightType::f32;
+  int64_t rows = 0;  // 1-D tensors (norm weights) have rows = 1
+  int64_t cols = 0;
+  const void* data = nullptr;
+  size_t bytes = 0;
+};
+
+class Weight {
+ public:
+  virtual ~Weight() = default;
+  WeightType type = WeightType::f32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// A device-resident f32 array.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  size_t count = 0;  // number of floats
+};
+
+enum class KvType : uint32_t { f16 = 0, f32 = 1 };
+
+struct KvCacheDesc {
+  int n_layers = 0;
+  int n_slots = 1;     // independent sequences
+  int n_ctx = 0;       // positions per slot
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  KvType type = KvType::f16;
+};
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+  KvCacheDesc desc;
+  virtual size_t bytes() const = 0;
+};
+
+struct RowInfo {
+  int32_t slot = 0;
+  int32_t pos = 0;
+};
+
+// How rotary embeddings pair the dimensions of a head.
+//  neox:        pairs (i, i + head_dim/2)  (Hugging Face's rotate_half)
+//  interleaved: pairs (2i, 2i + 1)         (Meta's original code, llama2.c)
+// Both use frequency theta^(-2i/head_dim) for pair i.
+enum class RopeStyle : uint32_t { neox = 0, interleaved = 1 };
+
+struct AttentionShape {
+  int n_heads = 0;
+  int n_kv_heads = 0;  // n_heads % n_kv_heads == 0 (grouped-query attention)
+  int head_dim = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+  virtual std::string device_description() const = 0;
+
+  // Memory.
+  virtual std::unique_ptr<Weight> upload(const HostWeight& w) = 0;
+  virtual std::unique_ptr<Buffer> alloc(size_t count) = 0;
+  virtual void write(Buffer& dst, const float* src, size_t count, size_t offset = 0) = 0;
+  virtual void read(const Buffer& src, float* dst, size_t count, size_t offset = 0) = 0;
+  virtual std::unique_ptr<KvCache> create_kv_cache(const KvCacheDesc& desc) = 0;
+  virtual void synchronize() = 0;
+
+  // out[r, :] = table[ids[r], :] as f32. ids must be in [0, table.rows).
+  virtual void embed(const Weight& table, const int32_t* ids, int n, Buffer& out) = 0;
+
+  // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w. out may alias x.
+  virtual void rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) = 0;
+
+  // y[r, :] (=|+=) x[r, :] W^T for r < n; x is [n, w.cols], y is [n, w.rows].
+  // accumulate=true fuses the residual add.
+  virtual void matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) = 0;
+
+  // Rotates each head of x ([n, n_heads * head_dim]) in place by position rows[r].pos.
+  virtual void rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+                    RopeStyle style) = 0;
+
+  // Stores k and v ([n, n_kv_heads * head_dim]) into the cache of `layer` at (slot, pos).
+  virtual void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n,
+                        const RowInfo* rows) = 0;
+
+  // Causal attention: row r of q ([n, n_heads * head_dim]) attends over positions
+  // 0..rows[r].pos of slot rows[r].slot in `layer` (which must already be stored), with
+  // scale 1/sqrt(head_dim). out is [n, n_heads * head_dim].
+  virtual void attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                         const AttentionShape& shape, Buffer& out) = 0;
+
+  // out[i] = silu(gate[i]) * up[i] for i < count. out may alias gate.
+  virtual void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) = 0;
+
+  // x[i] += y[i] for i < count.
+  virtual void add(Buffer& x, const Buffer& y, size_t count) = 0;
+
+  // out[r, :] = x[src_rows[r], :] for r < n, rows of `width` floats.
+  virtual void get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) = 0;
+};
+
+}  // namespace sbits::kernels
