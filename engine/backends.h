@@ -1,0 +1,24 @@
+// Choosing a compute backend by name ("cpu", "cuda", "vulkan", "auto").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace sbits {
+
+struct BackendOptions {
+  int threads = 0;  // CPU threads; 0 = all cores
+  int device = 0;   // GPU index for GPU backends
+};
+
+// The backends compiled into this build, in "auto" preference order (GPUs first).
+std::vector<std::string> available_backends();
+
+// Throws EngineError naming the backend and the ones available when it is unknown or was not
+// built, or when its device cannot be opened.
+std::unique_ptr<kernels::Backend> make_backend(const std::string& name, const BackendOptions& options = {});
+
+}  // namespace sbits

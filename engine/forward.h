@@ -1,0 +1,48 @@
+// The Llama forward pass, written once against kernels::Backend.
+//
+// One call runs a batch of rows (tokens) through every layer. Rows may belong to different
+// sequences (KV-cache slots): a prompt's prefill is many rows of one slot, batched decode is one
+// row per slot. Scratch buffers are allocated once for `max_rows` rows; callers split longer
+// inputs into chunks of at most max_rows() rows.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace sbits {
+
+class Forward {
+ public:
+  Forward(const Model& model, int max_rows);
+
+  int max_rows() const { return max_rows_; }
+
+  // Creates a KV cache for this model: n_slots sequences of n_ctx positions each.
+  std::unique_ptr<kernels::KvCache> make_kv_cache(int n_slots, int n_ctx, kernels::KvType type) const;
+
+  // Runs tokens[i] at rows[i] (1 <= n <= max_rows), storing their keys and values in `cache`.
+  // For each index j in logit_rows, writes the vocab_size logits of row logit_rows[j] to
+  // logits_out + j * vocab_size. Positions must be < the cache's n_ctx (checked: EngineError).
+  void run(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const kernels::RowInfo> rows,
+           std::span<const int32_t> logit_rows, float* logits_out);
+
+ private:
+  void check_rows(const kernels::KvCache& cache, std::span<const int32_t> tokens,
+                  std::span<const kernels::RowInfo> rows, std::span<const int32_t> logit_rows) const;
+  void attention_block(size_t layer, kernels::KvCache& cache, int n, const kernels::RowInfo* rows);
+  void ffn_block(size_t layer, int n);
+
+  const Model& model_;
+  kernels::Backend& be_;
+  int max_rows_;
+  int q_dim_, kv_dim_;
+  kernels::AttentionShape shape_;
+  kernels::RopeStyle rope_style_;
+  // x: residual stream; h: normed input of a block; q/k/v/att: attention; gate/up: FFN.
+  std::unique_ptr<kernels::Buffer> x_, h_, q_, k_, v_, att_, gate_, up_, sel_, logits_;
+};
+
+}  // namespace sbits

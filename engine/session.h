@@ -1,0 +1,73 @@
+// One sequence being generated: a KV cache slot, the tokens fed so far, and the generation loop.
+//
+// Threading: a Session is used by one thread at a time; cancel() may be called from any thread.
+// Context policy: feeding past n_ctx positions throws EngineError naming the numbers; generate()
+// instead stops with StopReason::context_full, so a reply is never silently truncated.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/forward.h"
+#include "engine/text/sampler.h"
+
+namespace sbits {
+
+struct SessionOptions {
+  int n_ctx = 0;                               // 0: the model's context length
+  kernels::KvType kv_type = kernels::KvType::f16;
+  int max_batch_rows = 64;                     // prefill chunk size
+};
+
+enum class StopReason { eos, length, context_full, callback, cancelled };
+const char* stop_reason_name(StopReason r);
+
+struct GenerationStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prompt_seconds = 0;   // prefill time
+  double decode_seconds = 0;   // time of the generated tokens after the first
+  double ttft_seconds = 0;     // from the call to the first token's text
+  StopReason stop = StopReason::length;
+};
+
+class Session {
+ public:
+  Session(const Model& model, const SessionOptions& options = {});
+
+  const Model& model() const { return model_; }
+  int n_ctx() const { return n_ctx_; }
+  int n_past() const { return static_cast<int>(tokens_.size()); }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  void reset();
+  // Drops tokens after the first n (keeps their cached keys and values: later feeds overwrite).
+  void truncate(int n);
+
+  // Appends tokens (prefill in chunks) and returns the logits after the last one (valid until the
+  // next call). Throws EngineError if n_past() + tokens.size() > n_ctx().
+  std::span<float> feed(std::span<const int32_t> tokens);
+
+  // Appends prompt, then samples up to max_tokens tokens, calling on_token(id, text) for each one
+  // (text is complete UTF-8; it may be empty while a character is split across tokens). The
+  // end-of-sequence token stops generation and is not passed on. on_token returning false stops.
+  // A last call with id -1 may carry text held back at the end (bytes of an unfinished character).
+  using TokenCallback = std::function<bool(int32_t id, std::string_view text)>;
+  GenerationStats generate(std::span<const int32_t> prompt, int max_tokens, Sampler& sampler,
+                           const TokenCallback& on_token);
+
+  void cancel() { cancel_.store(true); }
+
+ private:
+  const Model& model_;
+  int n_ctx_;
+  Forward forward_;
+  std::unique_ptr<kernels::KvCache> cache_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> logits_;
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace sbits
