@@ -46,6 +46,7 @@ std::string tensor_name_layer(uint64_t layer, const char* suffix);  // suffix: "
 struct ExpectedTensor {
   std::string name;
   std::vector<uint64_t> shape;
+  std::string derivation;  // where the shape comes from, for errors: "llama.vocab_size=512, llama.dim=64"
 };
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 

@@ -88,6 +88,7 @@ class SbitsFile {
   uint64_t file_size() const { return size_; }
   uint32_t version_major() const { return version_major_; }
   uint32_t version_minor() const { return version_minor_; }
+  uint32_t alignment() const { return alignment_; }  // every tensor offset is a multiple of it
   const Metadata& metadata() const { return metadata_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 
@@ -103,6 +104,7 @@ class SbitsFile {
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   uint32_t version_major_ = 0, version_minor_ = 0;
+  uint32_t alignment_ = 0;
   Metadata metadata_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
@@ -124,6 +126,19 @@ class SbitsWriter {
   void add_tensor(const std::string& name, uint32_t layout, uint32_t layout_version,
                   std::vector<uint64_t> shape, std::span<const uint8_t> bytes,
                   std::span<const uint8_t> aux = {});
+  // Streaming form, for producers that convert on the fly without holding a whole tensor:
+  // `produce` is called once and passes the tensor's bytes, in order and in pieces of any size,
+  // to the sink it is given; together they must be exactly `size` bytes.
+  using TensorSink = std::function<void(std::span<const uint8_t>)>;
+  using TensorProducer = std::function<void(const TensorSink&)>;
+  void add_tensor_stream(const std::string& name, uint32_t layout, uint32_t layout_version,
+                         std::vector<uint64_t> shape, uint64_t size, const TensorProducer& produce,
+                         std::span<const uint8_t> aux = {});
+  // Tensor alignment in bytes (a power of two, 256..2^30; default 256). Only before the first
+  // tensor.
+  void set_alignment(uint32_t alignment);
+  // Writes metadata, directory and header, fsyncs and renames into place. Any failure in this
+  // or an earlier call removes the temporary file; the writer then refuses further calls.
   void commit();
 
  private:
