@@ -1,0 +1,117 @@
+// kv_store and attention over the KV cache. Layout: see cpu_backend.h / CpuKvCache.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/check.h"
+#include "kernels/cpu/cpu_backend_impl.h"
+
+namespace sbits::kernels::cpu {
+namespace {
+
+void check_layer(const char* op, const KvCacheDesc& d, int layer) {
+  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
+}
+
+// Every row's (slot, pos) must lie inside the cache; checked for all rows before any write.
+void check_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  if (n > 0 && !rows) fail(op, "rows is null for n=", n);
+  for (int r = 0; r < n; ++r) {
+    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
+      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
+    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
+      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
+  }
+}
+
+// Attention work (positions x head_dim x heads) below which one thread does it all: the
+// fork-join would cost more than it saves.
+constexpr int64_t kAttentionInlineWork = 1 << 16;
+
+}  // namespace
+
+void CpuBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) {
+  const char* op = "kv_store";
+  std::lock_guard<std::mutex> lock(op_mutex_);
+  auto* c = dynamic_cast<CpuKvCache*>(&cache);
+  if (!c) fail(op, "the cache was not created by the CPU backend");
+  const KvCacheDesc& d = c->desc;
+  const CpuBuffer& ks = cpu_buffer(k, op, "k");
+  const CpuBuffer& vs = cpu_buffer(v, op, "v");
+  check_layer(op, d, layer);
+  check_rows(op, d, rows, n);
+  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
+  check_count(op, "k", ks, n, width);
+  check_count(op, "v", vs, n, width);
+  const size_t eb = c->elem_bytes();
+  for (int r = 0; r < n; ++r) {
+    for (int h = 0; h < d.n_kv_heads; ++h) {
+      const size_t off = c->offset(layer, rows[r].slot, h, rows[r].pos) * eb;
+      const float* kr = ks.data() + r * width + int64_t(h) * d.head_dim;
+      const float* vr = vs.data() + r * width + int64_t(h) * d.head_dim;
+      if (d.type == KvType::f16) {
+        kernels_.f32_to_f16(kr, reinterpret_cast<uint16_t*>(c->k() + off), size_t(d.head_dim));
+        kernels_.f32_to_f16(vr, reinterpret_cast<uint16_t*>(c->v() + off), size_t(d.head_dim));
+      } else {
+        std::memcpy(c->k() + off, kr, size_t(d.head_dim) * sizeof(float));
+        std::memcpy(c->v() + off, vr, size_t(d.head_dim) * sizeof(float));
+      }
+    }
+    int32_t& end = c->stored_end(layer, rows[r].slot);
+    end = std::max(end, rows[r].pos + 1);
+  }
+}
+
+void CpuBackend::attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                           const AttentionShape& shape, Buffer& out) {
+  const char* op = "attention";
+  std::lock_guard<std::mutex> lock(op_mutex_);
+  const auto* c = dynamic_cast<const CpuKvCache*>(&cache);
+  if (!c) fail(op, "the cache was not created by the CPU backend");
+  const KvCacheDesc& d = c->desc;
+  const CpuBuffer& qs = cpu_buffer(q, op, "q");
+  CpuBuffer& os = cpu_buffer(out, op, "out");
+  check_layer(op, d, layer);
+  check_rows(op, d, rows, n);
+  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
+    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
+         d.n_kv_heads, " head_dim=", d.head_dim);
+  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
+    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
+  const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
+  check_count(op, "q", qs, n, width);
+  check_count(op, "out", os, n, width);
+  int64_t work = 0;
+  for (int r = 0; r < n; ++r) {
+    const int32_t end = c->stored_end(layer, rows[r].slot);
+    if (rows[r].pos >= end)
+      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
+           layer, " has positions < ", end, " of that slot");
+    work += (int64_t(rows[r].pos) + 1) * width;
+  }
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int hd = shape.head_dim;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const size_t eb = c->elem_bytes();
+  const int64_t tasks = int64_t(n) * shape.n_heads;
+  parallel_for(tasks, work < kAttentionInlineWork ? tasks : 1, [&](int64_t b, int64_t e, int thread) {
+    float* s = scratch(thread, attention_scratch_floats(hd));
+    for (int64_t t = b; t < e; ++t) {
+      const int r = int(t / shape.n_heads), h = int(t % shape.n_heads);
+      const size_t off = c->offset(layer, rows[r].slot, h / group, 0) * eb;
+      AttentionHead a;
+      a.q = qs.data() + r * width + int64_t(h) * hd;
+      a.k = c->k() + off;
+      a.v = c->v() + off;
+      a.n_pos = int64_t(rows[r].pos) + 1;
+      a.head_dim = hd;
+      a.scale = scale;
+      a.kv_type = d.type;
+      a.out = os.data() + r * width + int64_t(h) * hd;
+      a.scratch = s;
+      kernels_.attention_head(a);
+    }
+  });
+}
+
+}  // namespace sbits::kernels::cpu
