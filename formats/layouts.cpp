@@ -4,6 +4,7 @@
 
 #include "formats/bytes.h"
 #include "formats/sbits_file.h"
+#include "formats/tiled_layout.h"
 
 namespace sbits {
 namespace detail {
@@ -11,6 +12,7 @@ namespace {
 
 constexpr LayoutDef kLayouts[] = {
     {1, "f32", 1, 4}, {2, "f16", 1, 2}, {3, "bf16", 1, 2}, {4, "u8", 1, 1}, {5, "i32", 1, 4},
+    {kTiledLayoutId, "tiled", kTiledLayoutVersion, 0},
 };
 
 }  // namespace
@@ -45,6 +47,7 @@ void check_tensor_layout(const TensorInfo& t, const std::string& where) {
                       std::to_string(t.layout_version) + ", this reader supports versions 1.." +
                       std::to_string(l->max_version));
   }
+  if (t.layout == kTiledLayoutId) return check_tiled_info(t, where);  // formats/tiled_layout.cpp
   // Plain layouts: no parameters, size fixed by the shape.
   if (!t.aux.empty()) {
     throw FormatError(where + "tensor " + t.name + ": layout " + l->name + ": expected no aux bytes, found " +
@@ -55,6 +58,10 @@ void check_tensor_layout(const TensorInfo& t, const std::string& where) {
     throw FormatError(where + "tensor " + t.name + ": expected " + std::to_string(want) + " bytes for " +
                       l->name + " " + shape_string(t.shape) + ", found " + std::to_string(t.size));
   }
+}
+
+void check_tensor_bytes(const TensorInfo& t, std::span<const uint8_t> bytes, const std::string& where) {
+  if (t.layout == kTiledLayoutId) parse_tiled(t, bytes, where);  // the tile table against the size
 }
 
 }  // namespace detail

@@ -96,6 +96,9 @@ std::string known_layout_names();
 // Checks a tensor's layout id, version, aux and size against its shape; throws FormatError
 // prefixed with `where`. Assumes the shape itself was checked (dims >= 1, no overflow).
 void check_tensor_layout(const TensorInfo& t, const std::string& where);
+// Checks what only the tensor's bytes can show (the tiled layout's bitwidth table); plain
+// layouts have nothing to check. Called by the reader at open, after check_tensor_layout.
+void check_tensor_bytes(const TensorInfo& t, std::span<const uint8_t> bytes, const std::string& where);
 // Shape as "[512, 256]".
 std::string shape_string(const std::vector<uint64_t>& shape);
 }  // namespace detail

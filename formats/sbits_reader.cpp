@@ -207,6 +207,7 @@ std::unique_ptr<SbitsFile> SbitsFile::open(const std::string& path, const OpenOp
     }
   }
   check_tensors(f->tensors_, h, path);
+  for (const TensorInfo& t : f->tensors_) check_tensor_bytes(t, map.bytes().subspan(t.offset, t.size), path + ": ");
   f->version_major_ = h.version_major;
   f->version_minor_ = h.version_minor;
   f->alignment_ = h.alignment;
