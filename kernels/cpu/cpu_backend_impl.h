@@ -133,6 +133,7 @@ class CpuBackend final : public Backend {
   std::vector<Scratch> scratch_;
   std::vector<float> norm_weight_;  // rmsnorm's weight as f32
   std::vector<double> rope_freq_;
+  std::vector<float> packed_x_;  // matmul's x reordered for the AVX2 bf16 decode tiles
   std::mutex op_mutex_;  // ops are serialized (see cpu_backend.h)
 };
 

@@ -35,6 +35,11 @@ void CpuBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool
   a.w_row_bytes = wt.row_bytes;
   a.k = wt.cols;
   a.x = xs.data();
+  if (kernels_.bf16_decode_packed_x && wt.type == WeightType::bf16 && n <= kDecodeMaxRows) {
+    packed_x_.resize(checked_mul(op, n, wt.cols));
+    pack_pairs16(xs.data(), n, wt.cols, packed_x_.data());
+    a.x = packed_x_.data();
+  }
   a.n = n;
   a.y = ys.data();
   a.ldy = wt.rows;

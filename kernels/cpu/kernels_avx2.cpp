@@ -51,9 +51,47 @@ SBITS_AVX2 inline float hsum(__m256 v) {
 }
 
 struct Avx2 {
-  // Register budget (16 ymm): RW * NX accumulators plus either the NX x vectors (held while
-  // the RW weight vectors stream through one register) or the RW weight vectors (held while x
-  // streams), whichever is smaller. Both orders do the same loads.
+  // One step of 8 columns. Register budget (16 ymm): RW * NX accumulators plus either the NX
+  // x vectors (held while the RW weight vectors stream through one register) or the RW weight
+  // vectors (held while x streams), whichever is smaller. Both orders do the same loads.
+  template <WeightType T, int RW, int NX>
+  SBITS_AVX2 static inline void step8(__m256 (&acc)[RW][NX], const uint8_t* w, size_t ldw, const float* x,
+                                      int64_t ldx, int64_t c) {
+    if constexpr (NX < RW) {
+      __m256 xv[NX];
+      for (int j = 0; j < NX; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + c);
+      for (int i = 0; i < RW; ++i) {
+        const __m256 wv = load8<T>(w + i * ldw, c);
+        for (int j = 0; j < NX; ++j) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+      }
+    } else {
+      __m256 wv[RW];
+      for (int i = 0; i < RW; ++i) wv[i] = load8<T>(w + i * ldw, c);
+      for (int j = 0; j < NX; ++j) {
+        const __m256 xv = _mm256_loadu_ps(x + j * ldx + c);
+        for (int i = 0; i < RW; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
+      }
+    }
+  }
+
+  // 16 bf16 columns from one 256-bit load, x packed by pack_pairs16 (see cpu_kernels.h).
+  template <int RW, int NX>
+  SBITS_AVX2 static inline void step16_bf16(__m256 (&acc)[RW][NX], const uint8_t* w, size_t ldw, const float* x,
+                                            int64_t ldx, int64_t c) {
+    const __m256i high = _mm256_set1_epi32(int32_t(0xffff0000u));
+    for (int i = 0; i < RW; ++i) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * ldw + 2 * c));
+      const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+      const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+      for (int j = 0; j < NX; ++j) {
+        acc[i][j] = _mm256_fmadd_ps(even, _mm256_loadu_ps(x + j * ldx + c), acc[i][j]);
+        acc[i][j] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(x + j * ldx + c + 8), acc[i][j]);
+      }
+    }
+  }
+
+  // y[j * ldy + i] (+)= dot(W row i, x row j); see matmul_driver.h. bf16 tiles are only used
+  // by decode, which hands them x packed (KernelTable::bf16_decode_packed_x).
   template <WeightType T, int RW, int NX>
   SBITS_AVX2 static void tile(const uint8_t* w, size_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy,
                               int64_t k, bool accumulate) {
@@ -61,23 +99,9 @@ struct Avx2 {
     for (int i = 0; i < RW; ++i)
       for (int j = 0; j < NX; ++j) acc[i][j] = _mm256_setzero_ps();
     int64_t c = 0;
-    for (; c + 8 <= k; c += 8) {
-      if constexpr (NX < RW) {
-        __m256 xv[NX];
-        for (int j = 0; j < NX; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + c);
-        for (int i = 0; i < RW; ++i) {
-          const __m256 wv = load8<T>(w + i * ldw, c);
-          for (int j = 0; j < NX; ++j) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
-        }
-      } else {
-        __m256 wv[RW];
-        for (int i = 0; i < RW; ++i) wv[i] = load8<T>(w + i * ldw, c);
-        for (int j = 0; j < NX; ++j) {
-          const __m256 xv = _mm256_loadu_ps(x + j * ldx + c);
-          for (int i = 0; i < RW; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
-        }
-      }
-    }
+    if constexpr (T == WeightType::bf16)
+      for (; c + 16 <= k; c += 16) step16_bf16<RW, NX>(acc, w, ldw, x, ldx, c);
+    for (; c + 8 <= k; c += 8) step8<T, RW, NX>(acc, w, ldw, x, ldx, c);
     for (int i = 0; i < RW; ++i) {
       for (int j = 0; j < NX; ++j) {
         float t = hsum(acc[i][j]);
@@ -239,7 +263,7 @@ void attention_head_avx2(const AttentionHead& h) {
 }
 
 const KernelTable kAvx2Table = {
-    CpuIsa::avx2, &matmul_rows<Avx2>, &Avx2::convert, &f32_to_f16_avx2, &attention_head_avx2, &swiglu_avx2,
+    CpuIsa::avx2, true, &matmul_rows<Avx2>, &Avx2::convert, &f32_to_f16_avx2, &attention_head_avx2, &swiglu_avx2,
 };
 
 }  // namespace

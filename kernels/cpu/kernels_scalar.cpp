@@ -128,7 +128,7 @@ void swiglu_scalar(const float* gate, const float* up, float* out, size_t n) {
 }
 
 const KernelTable kScalarTable = {
-    CpuIsa::scalar, &matmul_rows<Scalar>, &Scalar::convert, &f32_to_f16_scalar, &attention_head_scalar,
+    CpuIsa::scalar, false, &matmul_rows<Scalar>, &Scalar::convert, &f32_to_f16_scalar, &attention_head_scalar,
     &swiglu_scalar,
 };
 

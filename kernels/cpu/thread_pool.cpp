@@ -58,7 +58,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(run_mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
   }
@@ -79,13 +79,20 @@ void ThreadPool::worker_main(int index) {
   for (;;) {
     spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     uint32_t g;
-    while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
-    }
+    while ((g = generation_.load(std::memory_order_acquire)) == seen) generation_.wait(seen, std::memory_order_acquire);
     seen = g;
-    if (stop_) return;
+    if (stop_.load(std::memory_order_relaxed)) return;
+    // Join only an open job; fn_ and ctx_ are read after the CAS, which orders them after the
+    // caller's writes.
+    uint32_t s = job_.load(std::memory_order_acquire);
+    bool joined = false;
+    while (!(s & kJobClosed) && !joined)
+      joined = job_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire);
+    if (!joined) continue;
+    // While we are inside, no new job can start: this is the generation we joined.
+    seen = generation_.load(std::memory_order_acquire);
     call(index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_all();
+    if (job_.fetch_sub(1, std::memory_order_acq_rel) - 1 == kJobClosed) job_.notify_all();
   }
 }
 
@@ -95,15 +102,17 @@ void ThreadPool::run_impl(Fn fn, void* ctx) {
   ctx_ = ctx;
   error_ = nullptr;
   if (n_threads_ > 1) {
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    job_.store(0, std::memory_order_release);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
   }
   call(0);
   if (n_threads_ > 1) {
-    spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; });
-    int p;
-    while ((p = pending_.load(std::memory_order_acquire)) != 0) pending_.wait(p, std::memory_order_acquire);
+    uint32_t s = job_.fetch_or(kJobClosed, std::memory_order_acq_rel) | kJobClosed;
+    if (s != kJobClosed) {
+      spin_until([&] { return job_.load(std::memory_order_acquire) == kJobClosed; });
+      while ((s = job_.load(std::memory_order_acquire)) != kJobClosed) job_.wait(s, std::memory_order_acquire);
+    }
   }
   if (error_) {
     std::exception_ptr e = error_;

@@ -1,6 +1,12 @@
-// A persistent fork-join pool: run(f) calls f(thread_index) once on each of size() threads (the
-// caller is thread 0) and returns when all have finished. Threads are created once, so an op
-// costs a wake-up, not a thread start.
+// A persistent fork-join pool: run(f) calls f(thread_index) on the caller (thread 0) and on
+// each worker that joins in time, and returns when all of those have finished. Threads are
+// created once, so an op costs a wake-up, not a thread start.
+//
+// Joining is optional: a worker that wakes after the caller has finished its own share finds
+// the job closed and skips it. So f must split its work dynamically (the backend's
+// parallel_for hands out chunks from an atomic counter) and never rely on every index
+// running. The payoff: on a machine shared with other processes the caller never waits for a
+// worker the OS has not scheduled yet; it only waits for workers that joined and are mid-chunk.
 //
 // Waiting: idle workers spin briefly (ops of one forward pass follow each other within
 // microseconds), then sleep on the generation counter (a futex on Linux) so an idle engine uses
@@ -48,10 +54,13 @@ class ThreadPool {
   // Written by the caller before it bumps generation_, read by workers after they see it.
   Fn fn_ = nullptr;
   void* ctx_ = nullptr;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
 
+  // job_: kJobClosed | number of workers inside the current job. Opened (0) before the
+  // generation is bumped; closed by the caller once its own share is done.
+  static constexpr uint32_t kJobClosed = 0x80000000u;
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> pending_{0};  // workers still running the current job
+  alignas(64) std::atomic<uint32_t> job_{kJobClosed};
   alignas(64) std::mutex error_mutex_;
   std::exception_ptr error_;
 };
