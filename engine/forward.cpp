@@ -60,12 +60,20 @@ void Forward::check_rows(const kernels::KvCache& cache, std::span<const int32_t>
     if (r < 0 || r >= n) throw EngineError(fmt::format("forward: logit row {} is outside [0, {})", r, n));
 }
 
+void Forward::observe(size_t layer, LinearInput which, const kernels::Buffer& x, int n, int width) {
+  if (!observer_) return;
+  observed_.resize(static_cast<size_t>(n) * static_cast<size_t>(width));
+  be_.read(x, observed_.data(), observed_.size());
+  observer_->on_linear_input(layer, which, observed_.data(), n, width);
+}
+
 void Forward::attention_block(size_t layer, kernels::KvCache& cache, int n, const RowInfo* rows) {
   const ModelConfig& c = model_.config();
   const LayerWeights& w = model_.layer(layer);
   const auto eps = static_cast<float>(c.norm_eps);
   const auto theta = static_cast<float>(c.rope_theta);
   be_.rmsnorm(*x_, *w.attn_norm, eps, n, *h_);
+  observe(layer, LinearInput::attn_qkv, *h_, n, static_cast<int>(c.dim));
   be_.matmul(*w.wq, *h_, n, *q_, false);
   be_.matmul(*w.wk, *h_, n, *k_, false);
   be_.matmul(*w.wv, *h_, n, *v_, false);
@@ -73,15 +81,19 @@ void Forward::attention_block(size_t layer, kernels::KvCache& cache, int n, cons
   be_.rope(*k_, n, shape_.n_kv_heads, shape_.head_dim, rows, theta, rope_style_);
   be_.kv_store(cache, static_cast<int>(layer), *k_, *v_, n, rows);
   be_.attention(*q_, cache, static_cast<int>(layer), n, rows, shape_, *att_);
+  observe(layer, LinearInput::attn_output, *att_, n, q_dim_);
   be_.matmul(*w.wo, *att_, n, *x_, /*accumulate=*/true);
 }
 
 void Forward::ffn_block(size_t layer, int n) {
   const LayerWeights& w = model_.layer(layer);
+  const auto dim = static_cast<int>(model_.config().dim), ffn = static_cast<int>(model_.config().ffn_dim);
   be_.rmsnorm(*x_, *w.ffn_norm, static_cast<float>(model_.config().norm_eps), n, *h_);
+  observe(layer, LinearInput::ffn_gate_up, *h_, n, dim);
   be_.matmul(*w.w_gate, *h_, n, *gate_, false);
   be_.matmul(*w.w_up, *h_, n, *up_, false);
   be_.swiglu(*gate_, *up_, static_cast<size_t>(n) * model_.config().ffn_dim, *gate_);
+  observe(layer, LinearInput::ffn_down, *gate_, n, ffn);
   be_.matmul(*w.w_down, *gate_, n, *x_, /*accumulate=*/true);
 }
 
@@ -101,6 +113,7 @@ void Forward::run(kernels::KvCache& cache, std::span<const int32_t> tokens, std:
   const auto dim = static_cast<int>(model_.config().dim);
   be_.get_rows(*x_, logit_rows.data(), m, dim, *sel_);
   be_.rmsnorm(*sel_, model_.output_norm(), static_cast<float>(model_.config().norm_eps), m, *sel_);
+  observe(model_.config().n_layers, LinearInput::classifier, *sel_, m, dim);
   be_.matmul(model_.output(), *sel_, m, *logits_, false);
   be_.read(*logits_, logits_out, static_cast<size_t>(m) * model_.config().vocab_size);
 }

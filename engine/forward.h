@@ -14,6 +14,17 @@
 
 namespace sbits {
 
+// Which linear layer an activation feeds (for calibration statistics).
+enum class LinearInput { attn_qkv, attn_output, ffn_gate_up, ffn_down, classifier };
+
+// Sees the input of every linear layer as the forward pass runs (host copies, [n, width] row
+// major). Calibration uses it to accumulate XᵀX per layer; it costs nothing when unset.
+class ForwardObserver {
+ public:
+  virtual ~ForwardObserver() = default;
+  virtual void on_linear_input(size_t layer, LinearInput which, const float* x, int n, int width) = 0;
+};
+
 class Forward {
  public:
   Forward(const Model& model, int max_rows);
@@ -26,6 +37,9 @@ class Forward {
   // Runs tokens[i] at rows[i] (1 <= n <= max_rows), storing their keys and values in `cache`.
   // For each index j in logit_rows, writes the vocab_size logits of row logit_rows[j] to
   // logits_out + j * vocab_size. Positions must be < the cache's n_ctx (checked: EngineError).
+  // The observer must outlive the runs it watches; nullptr detaches it.
+  void set_observer(ForwardObserver* observer) { observer_ = observer; }
+
   void run(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const kernels::RowInfo> rows,
            std::span<const int32_t> logit_rows, float* logits_out);
 
@@ -34,6 +48,7 @@ class Forward {
                   std::span<const kernels::RowInfo> rows, std::span<const int32_t> logit_rows) const;
   void attention_block(size_t layer, kernels::KvCache& cache, int n, const kernels::RowInfo* rows);
   void ffn_block(size_t layer, int n);
+  void observe(size_t layer, LinearInput which, const kernels::Buffer& x, int n, int width);
 
   const Model& model_;
   kernels::Backend& be_;
@@ -41,6 +56,8 @@ class Forward {
   int q_dim_, kv_dim_;
   kernels::AttentionShape shape_;
   kernels::RopeStyle rope_style_;
+  ForwardObserver* observer_ = nullptr;
+  std::vector<float> observed_;
   // x: residual stream; h: normed input of a block; q/k/v/att: attention; gate/up: FFN.
   std::unique_ptr<kernels::Buffer> x_, h_, q_, k_, v_, att_, gate_, up_, sel_, logits_;
 };

@@ -30,7 +30,7 @@ std::vector<Window> make_windows(size_t n_ids, const PerplexityOptions& o) {
   std::vector<Window> w;
   const auto ctx = static_cast<size_t>(o.ctx);
   if (o.protocol == PerplexityProtocol::docs) {
-    for (size_t s = 0; s + 1 < n_ids; s += ctx)
+    for (size_t s = 0; s + 1 < n_ids; s += ctx) {
       const int n = static_cast<int>(std::min(ctx, n_ids - 1 - s));
       w.push_back({s, n, 0, n});
     }

@@ -1,6 +1,7 @@
 // sbits-run as a user runs it: golden text, seeds, statistics, and bad input.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 

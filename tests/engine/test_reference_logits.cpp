@@ -65,7 +65,8 @@ TEST_CASE("tech-llama-58m bf16: top-10 logits at every prompt position match tra
   auto model = Model::load(test::engine_model("tech-llama-58m-bf16.sbits"), *backend);
   const size_t vocab = model->config().vocab_size;
   double worst = 0;
-  for (const auto& g : reference()["generations"]) {
+  const nlohmann::json ref = reference();  // outlives the loop (a temporary in the range would not)
+  for (const auto& g : ref["generations"]) {
     std::vector<int32_t> ids = g["prompt_ids"].get<std::vector<int32_t>>();
     CHECK(model->tokenizer().encode(g["prompt"].get<std::string>(), true) == ids);
     std::vector<float> logits = all_logits(*model, ids);
@@ -107,7 +108,8 @@ TEST_CASE("tech-llama-58m bf16: all 32000 last-position logits of prompt 0 match
 TEST_CASE("tech-llama-58m bf16: 48 greedy tokens for each reference prompt") {
   auto backend = make_backend("cpu");
   auto model = Model::load(test::engine_model("tech-llama-58m-bf16.sbits"), *backend);
-  for (const auto& g : reference()["generations"]) {
+  const nlohmann::json ref = reference();  // outlives the loop (a temporary in the range would not)
+  for (const auto& g : ref["generations"]) {
     std::vector<int32_t> ids = g["prompt_ids"].get<std::vector<int32_t>>();
     const std::vector<int32_t> expected = g["greedy_ids"].get<std::vector<int32_t>>();
     Session s(*model, SessionOptions{256, kernels::KvType::f16, 64});
