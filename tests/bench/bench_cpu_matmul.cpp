@@ -36,9 +36,16 @@ struct Options {
   bool quick = false;
 };
 
-// Median seconds per call of f: batches of calls lasting >= batch_s each, after a warm-up.
+struct Timing {
+  double median = 0, best = 0;  // seconds per call
+};
+
+// Seconds per call of f over `batches` batches of calls lasting >= batch_s each, after a
+// warm-up. On a machine shared with other processes the best batch is the closest to the
+// kernel's own speed (a short batch can fall between other processes' time slices); the
+// median says what a user of the busy machine would see.
 template <class F>
-double time_per_call(F&& f, double batch_s, int batches) {
+Timing time_per_call(F&& f, double batch_s, int batches) {
   f();
   f();
   std::vector<double> per_call;
@@ -54,7 +61,7 @@ double time_per_call(F&& f, double batch_s, int batches) {
     per_call.push_back(el / calls);
   }
   std::sort(per_call.begin(), per_call.end());
-  return per_call[per_call.size() / 2];
+  return Timing{per_call[per_call.size() / 2], per_call[0]};
 }
 
 // Runs f(thread, begin, end) over [0, n) split evenly across `threads` std::threads.
@@ -67,17 +74,17 @@ void split(int threads, size_t n, F&& f) {
 }
 
 struct MemoryBandwidth {
-  double memcpy_1t = 0, memcpy_nt = 0, read_nt = 0;  // GB/s of bytes copied / read
+  double memcpy_1t = 0, memcpy_nt = 0, read_nt = 0;  // GB/s of bytes copied / read, best batch
 };
 
 MemoryBandwidth measure_memory(int threads, double batch_s) {
   const size_t bytes = size_t(256) << 20;  // 32x a typical L3
   std::vector<uint64_t> a(bytes / 8, 1), b(bytes / 8, 2);
   MemoryBandwidth m;
-  m.memcpy_1t = double(bytes) / time_per_call([&] { std::memcpy(b.data(), a.data(), bytes); }, batch_s, 3) / 1e9;
+  m.memcpy_1t = double(bytes) / time_per_call([&] { std::memcpy(b.data(), a.data(), bytes); }, batch_s, 5).best / 1e9;
   m.memcpy_nt = double(bytes) / time_per_call([&] {
     split(threads, a.size(), [&](size_t s, size_t e) { std::memcpy(&b[s], &a[s], (e - s) * 8); });
-  }, batch_s, 3) / 1e9;
+  }, batch_s, 5).best / 1e9;
   std::vector<uint64_t> sums(size_t(threads) * 8);
   m.read_nt = double(bytes) / time_per_call([&] {
     std::vector<std::thread> ts;
@@ -90,7 +97,7 @@ MemoryBandwidth measure_memory(int threads, double batch_s) {
         sums[size_t(t) * 8] = acc[0] + acc[1] + acc[2] + acc[3];  // one line per thread
       });
     for (auto& t : ts) t.join();
-  }, batch_s, 3) / 1e9;
+  }, batch_s, 5).best / 1e9;
   return m;
 }
 
@@ -120,8 +127,10 @@ struct Result {
   std::string shape;
   WeightType type;
   int64_t rows, cols;
-  double hot_gbps = 0, cold_gbps = 0, prefill_gflops = 0;
-  double hot_us = 0, cold_us = 0, prefill_ms = 0;
+  Timing hot, cold, prefill;  // seconds per call
+  size_t weight_bytes = 0;
+  double gbps(double s) const { return double(weight_bytes) / s / 1e9; }
+  double gflops(double s) const { return 2.0 * 64 * double(rows) * double(cols) / s / 1e9; }
 };
 
 Result bench_shape(Backend& be, WeightType t, int64_t rows, int64_t cols, double batch_s) {
@@ -144,16 +153,14 @@ Result bench_shape(Backend& be, WeightType t, int64_t rows, int64_t cols, double
   auto x = be.alloc(xv.size());
   be.write(*x, xv.data(), xv.size());
   auto y = be.alloc(size_t(n_prefill * rows));
-  r.hot_us = 1e6 * time_per_call([&] { be.matmul(*ws[0], *x, 1, *y, false); }, batch_s, 5);
+  r.weight_bytes = wbytes;
+  r.hot = time_per_call([&] { be.matmul(*ws[0], *x, 1, *y, false); }, batch_s, 15);
   size_t next = 0;
-  r.cold_us = 1e6 * time_per_call([&] {
+  r.cold = time_per_call([&] {
     be.matmul(*ws[next], *x, 1, *y, false);
     next = (next + 1) % ws.size();
-  }, batch_s, 5);
-  r.prefill_ms = 1e3 * time_per_call([&] { be.matmul(*ws[0], *x, n_prefill, *y, false); }, batch_s, 5);
-  r.hot_gbps = double(wbytes) / r.hot_us / 1e3;
-  r.cold_gbps = double(wbytes) / r.cold_us / 1e3;
-  r.prefill_gflops = 2.0 * n_prefill * double(rows) * double(cols) / r.prefill_ms / 1e6;
+  }, batch_s, 15);
+  r.prefill = time_per_call([&] { be.matmul(*ws[0], *x, n_prefill, *y, false); }, batch_s, 15);
   return r;
 }
 
@@ -204,9 +211,12 @@ void write_json(const std::string& path, const std::string& cpu, int threads, co
   for (size_t i = 0; i < rs.size(); ++i) {
     const Result& r = rs[i];
     f << "    {\"shape\": \"" << r.shape << "\", \"rows\": " << r.rows << ", \"cols\": " << r.cols << ", \"type\": \""
-      << weight_type_name(r.type) << "\", \"n1_hot_us\": " << r.hot_us << ", \"n1_hot_gbps\": " << r.hot_gbps
-      << ", \"n1_cold_us\": " << r.cold_us << ", \"n1_cold_gbps\": " << r.cold_gbps
-      << ", \"n64_ms\": " << r.prefill_ms << ", \"n64_gflops\": " << r.prefill_gflops << "}"
+      << weight_type_name(r.type) << "\", \"weight_bytes\": " << r.weight_bytes
+      << ",\n     \"n1_hot_us\": {\"best\": " << r.hot.best * 1e6 << ", \"median\": " << r.hot.median * 1e6
+      << "}, \"n1_hot_gbps_best\": " << r.gbps(r.hot.best) << ",\n     \"n1_cold_us\": {\"best\": "
+      << r.cold.best * 1e6 << ", \"median\": " << r.cold.median * 1e6 << "}, \"n1_cold_gbps_best\": "
+      << r.gbps(r.cold.best) << ",\n     \"n64_ms\": {\"best\": " << r.prefill.best * 1e3 << ", \"median\": "
+      << r.prefill.median * 1e3 << "}, \"n64_gflops_best\": " << r.gflops(r.prefill.best) << "}"
       << (i + 1 < rs.size() ? ",\n" : "\n");
   }
   f << "  ]\n}\n";
@@ -239,22 +249,25 @@ int main(int argc, char** argv) {
   auto be = make_cpu_backend(opt.threads);
   const std::string cpu = be->device_description();
   const int threads = opt.threads > 0 ? opt.threads : int(std::thread::hardware_concurrency());
-  const double batch_s = opt.quick ? 0.02 : 0.1;
+  const double batch_s = opt.quick ? 0.005 : 0.02;
   const std::string load_before = load_average();
   std::printf("%s, load average %s\n", cpu.c_str(), load_before.c_str());
   const MemoryBandwidth m = measure_memory(threads, batch_s);
-  std::printf("memory: memcpy %.1f GB/s (1 thread), %.1f GB/s (%d threads); read %.1f GB/s (%d threads)\n"
+  std::printf("memory (best batch): memcpy %.1f GB/s (1 thread), %.1f GB/s (%d threads); read %.1f GB/s (%d threads)\n"
               "        (memcpy GB/s count bytes copied; DRAM traffic is 2-3x that)\n\n",
               m.memcpy_1t, m.memcpy_nt, threads, m.read_nt, threads);
   const int64_t shapes[][2] = {{512, 512}, {256, 512}, {1536, 512}, {512, 1536}, {32000, 512}};
   std::vector<Result> rs;
-  std::printf("%-10s %-5s | %10s %9s | %10s %9s | %9s %10s\n", "shape", "type", "n=1 hot", "GB/s", "n=1 cold",
-              "GB/s", "n=64", "GFLOP/s");
+  std::printf("best of 15 batches (median in brackets)\n");
+  std::printf("%-10s %-5s | %-22s | %-22s | %-22s\n", "shape", "type", "n=1 hot GB/s", "n=1 cold (DRAM) GB/s",
+              "n=64 GFLOP/s");
   for (const auto& s : shapes) {
     for (WeightType t : {WeightType::bf16, WeightType::f16, WeightType::f32}) {
       const Result r = bench_shape(*be, t, s[0], s[1], batch_s);
-      std::printf("%-10s %-5s | %8.1fus %9.2f | %8.1fus %9.2f | %7.3fms %10.1f\n", r.shape.c_str(),
-                  weight_type_name(t), r.hot_us, r.hot_gbps, r.cold_us, r.cold_gbps, r.prefill_ms, r.prefill_gflops);
+      std::printf("%-10s %-5s | %8.2f (%6.2f) %6.0fus | %8.2f (%6.2f) %6.0fus | %8.1f (%6.1f) %6.2fms\n",
+                  r.shape.c_str(), weight_type_name(t), r.gbps(r.hot.best), r.gbps(r.hot.median), r.hot.best * 1e6,
+                  r.gbps(r.cold.best), r.gbps(r.cold.median), r.cold.best * 1e6, r.gflops(r.prefill.best),
+                  r.gflops(r.prefill.median), r.prefill.best * 1e3);
       std::fflush(stdout);
       rs.push_back(r);
     }
