@@ -106,9 +106,8 @@ SBITS_API sbits_status sbits_model_load(const char* path, const sbits_model_para
 SBITS_API sbits_status sbits_model_free(sbits_model* model) {
   if (!model) return SBITS_OK;
   return static_cast<sbits_status>(guarded("sbits_model_free", SBITS_ERR_INTERNAL, [&]() -> int32_t {
-    get_model(model);  // the precise error for a handle that is not a live model
     // Sessions hold their own references: the model goes when the last of them is freed.
-    models().remove(model);
+    if (!models().remove(model)) get_model(model);  // throws the precise error for a non-handle
     return SBITS_OK;
   }));
 }

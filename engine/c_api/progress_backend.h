@@ -5,8 +5,9 @@
 // a way to cancel (upload() throws LoadCancelled, which unwinds Model::load cleanly) without
 // touching the engine. The Model keeps a reference to the backend it was loaded with, so this
 // front stays in place for the model's lifetime, costing one extra virtual call per op.
-// Every Backend method must be forwarded here: they are all pure virtual, so a new one that is
-// not is a compile error rather than a silently skipped override.
+// Every Backend method must be forwarded here. They are all pure virtual today, so a new one
+// left out makes this class abstract and the build fails; a new virtual with a default body
+// would not, and must be added here by hand.
 // Threading: the progress state is touched only during the load (one thread); afterwards the
 // forwarding methods are as thread-safe as the backend behind them.
 #pragma once

@@ -17,8 +17,9 @@
  * return a count >= 0 or a negative SBITS_ERR_* code. On every failure, sbits_last_error()
  * gives a message naming the function and the cause. NULL handles, handles that were already
  * freed and pointers that were never handles are detected (handles are looked up in a table,
- * never dereferenced before that) and fail with SBITS_ERR_INVALID_HANDLE. The one exception is
- * a freed handle whose address the library has since given to a new handle.
+ * never dereferenced before that) and fail with SBITS_ERR_INVALID_HANDLE, except that the free
+ * functions accept NULL as a no-op. What cannot be detected: a freed handle whose address the
+ * library has since given to a new handle, and buffers shorter than the sizes passed with them.
  *
  * OWNERSHIP. Handles are created by sbits_model_load / sbits_session_create and released by
  * sbits_model_free / sbits_session_free. A session keeps its model alive: freeing the model while
@@ -198,7 +199,8 @@ SBITS_API int32_t sbits_apply_chat_template(const sbits_model *model, const char
 
 typedef struct sbits_session_params {
   size_t struct_size;
-  int32_t n_ctx;   /* context length in tokens; 0 (default) = the model's */
+  int32_t n_ctx;   /* context length in tokens; 0 (default) = the model's. The KV cache for
+                      all of it is allocated by sbits_session_create. */
   int32_t kv_type; /* SBITS_KV_F16 (default) or SBITS_KV_F32 */
   int32_t n_batch; /* prompt tokens computed per step (default 64) */
 } sbits_session_params;
@@ -218,14 +220,16 @@ SBITS_API sbits_status sbits_session_reset(sbits_session *session);
  * SBITS_OK. Fails with SBITS_ERR_INVALID_HANDLE, or SBITS_ERR_BUSY while a call is using it. */
 SBITS_API sbits_status sbits_session_free(sbits_session *session);
 
-/* The number of tokens the session holds (its cached context), or a negative error code. */
+/* The number of tokens the session holds (its cached context), or a negative error code
+ * (SBITS_ERR_BUSY while another call uses the session). */
 SBITS_API int32_t sbits_session_n_past(const sbits_session *session);
 
-/* Stops the generation running on this session, from any thread: no token produced after
- * this call returns is passed to the callback, and sbits_session_generate returns within one
- * token's computation with stop reason SBITS_STOP_CANCELLED. Without a generation running it
- * does nothing (it does not cancel the next one). Safe to call from a token callback. Returns
- * SBITS_OK, or SBITS_ERR_INVALID_HANDLE. */
+/* Stops the generation running on this session, from any thread: at most one more token
+ * reaches the callback after this call returns (one whose delivery had already begun), and
+ * sbits_session_generate returns as soon as the token being computed is done (a prompt being
+ * computed is finished first), with stop reason SBITS_STOP_CANCELLED. Without a generation
+ * running it does nothing: it does not cancel the next one. Safe to call from a token callback.
+ * Returns SBITS_OK, or SBITS_ERR_INVALID_HANDLE. */
 SBITS_API sbits_status sbits_session_cancel(sbits_session *session);
 
 #define SBITS_SEED_RANDOM UINT64_MAX /* a seed drawn from the OS for each generation */
