@@ -58,7 +58,8 @@ class Tokenizer {
 
   // The bytes token `id` contributes to the output stream when it follows `prev` (-1: nothing
   // before it). "▁" -> " ", byte pieces <0x0A> -> the raw byte, control tokens -> "", the unknown
-  // piece -> SentencePiece's " ⁇ ". The leading space of a piece is dropped when prev is BOS, as
+  // piece -> its surface as SentencePiece decodes it (" ⁇ " unless the model sets another; the
+  // llama2c kind always uses " ⁇ "). The leading space of a piece is dropped when prev is BOS, as
   // llama2.c and SentencePiece's decode do. May be part of a UTF-8 character.
   virtual std::string token_bytes(int32_t id, int32_t prev) const = 0;
 
