@@ -5,6 +5,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -56,8 +58,16 @@ ImportResult import_model(const std::string& src, const std::string& dest, const
   if (options.dtype && !is_float_layout(*options.dtype)) {
     throw FormatError("dtype: expected bf16, f16 or f32, found layout id " + std::to_string(static_cast<uint32_t>(*options.dtype)));
   }
-  return detect_source(src) == SourceKind::huggingface ? detail::import_huggingface(src, dest, options)
-                                                       : detail::import_llama2c(src, dest, options);
+  // Library errors from the JSON parser or the filesystem become FormatErrors too, so callers
+  // need to catch one type.
+  try {
+    return detect_source(src) == SourceKind::huggingface ? detail::import_huggingface(src, dest, options)
+                                                         : detail::import_llama2c(src, dest, options);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(src + ": unexpected JSON content: " + e.what());
+  } catch (const fs::filesystem_error& e) {
+    throw FormatError(src + ": " + e.what());
+  }
 }
 
 namespace detail {

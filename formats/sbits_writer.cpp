@@ -101,7 +101,8 @@ SbitsWriter::SbitsWriter(const std::string& dest_path, const std::vector<std::st
       throw FormatError(dest_path + ": refusing to overwrite an input of this conversion (" + in + ")");
     }
   }
-  if (fs::is_directory(dest_path)) throw FormatError(dest_path + ": is a directory, expected a file path");
+  std::error_code ec;
+  if (fs::is_directory(dest_path, ec)) throw FormatError(dest_path + ": is a directory, expected a file path");
   std::string tmpl = dest_path + ".tmp-XXXXXX";
   w.fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (w.fd < 0) throw FormatError(dest_path + ": cannot create a temporary file in " + parent_dir(dest_path) + ": " + errno_text());

@@ -57,7 +57,12 @@ InspectSummary summarize(const SbitsFile& f, bool verified) {
   s.bpw = s.params ? static_cast<double>(s.tensor_bytes) * 8.0 / static_cast<double>(s.params) : 0.0;
   s.tensors_verified = verified;
   if (f.metadata().has("general.architecture")) {
-    ModelConfig c = ModelConfig::from_metadata(f.metadata());
+    ModelConfig c;
+    try {
+      c = ModelConfig::from_metadata(f.metadata());
+    } catch (const FormatError& e) {
+      throw FormatError(f.path() + ": " + e.what());  // the config has no path of its own
+    }
     validate_model_tensors(f, c);
     s.model = c;
   }

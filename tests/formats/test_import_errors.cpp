@@ -44,6 +44,10 @@ TEST_CASE("import errors: unsupported architectures and settings") {
   hf.config["num_key_value_heads"] = "1";
   hf.write();
   expect_import_error(hf.dir, "num_key_value_heads: expected a positive integer, found \"1\"");
+  hf.config["num_key_value_heads"] = 1;
+  hf.config["tie_word_embeddings"] = "yes";  // nlohmann's own type error comes out as a FormatError
+  hf.write();
+  expect_import_error(hf.dir, "unexpected JSON content");
 }
 
 TEST_CASE("import errors: missing pieces") {

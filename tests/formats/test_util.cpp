@@ -64,6 +64,8 @@ void set_header(std::vector<uint8_t>& file, const detail::Header& h) { std::memc
 
 void fix_checksum(std::vector<uint8_t>& file) {
   detail::Header h = header_of(file);
+  REQUIRE(h.metadata_offset + h.metadata_size <= file.size());
+  REQUIRE(h.directory_offset + h.directory_size <= file.size());
   std::span<const uint8_t> all(file);
   h.checksum = detail::header_checksum(h, all.subspan(h.metadata_offset, h.metadata_size),
                                        all.subspan(h.directory_offset, h.directory_size));
