@@ -27,8 +27,14 @@ class KernelError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+namespace quant {
+struct TiledDesc;  // kernels/quant/tiled.h
+}
+
 // Element types and layouts a weight can have. Quantized layouts join this list.
-enum class WeightType : uint32_t { f32 = 0, f16 = 1, bf16 = 2 };
+//  tiled: R x C tiles of 2..8-bit codes or f16, one bitwidth per tile (formats/SBITS.md
+//         "Layout 16"); HostWeight::tiled describes the tiles.
+enum class WeightType : uint32_t { f32 = 0, f16 = 1, bf16 = 2, tiled = 3 };
 
 const char* weight_type_name(WeightType t);
 
@@ -41,6 +47,10 @@ struct HostWeight {
   int64_t cols = 0;
   const void* data = nullptr;
   size_t bytes = 0;
+  // type == tiled: the parsed tile grid (tile table, offsets; data == this->data). upload()
+  // copies what it needs, so the description may be temporary; the bytes must still outlive
+  // the Weight.
+  const quant::TiledDesc* tiled = nullptr;
 };
 
 class Weight {

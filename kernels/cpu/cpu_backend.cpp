@@ -18,6 +18,7 @@ const char* weight_type_name(WeightType t) {
     case WeightType::f32: return "f32";
     case WeightType::f16: return "f16";
     case WeightType::bf16: return "bf16";
+    case WeightType::tiled: return "tiled";
   }
   return "unknown";
 }
@@ -167,6 +168,7 @@ float* CpuBackend::scratch(int thread, size_t n) {
 
 std::unique_ptr<Weight> CpuBackend::upload(const HostWeight& w) {
   const char* op = "upload";
+  if (w.type == WeightType::tiled) return upload_tiled(w);  // cpu_tiled.cpp
   if (w.type != WeightType::f32 && w.type != WeightType::f16 && w.type != WeightType::bf16)
     fail(op, "unsupported weight type ", uint32_t(w.type), " (the CPU backend has f32, f16, bf16)");
   if (w.rows <= 0 || w.cols <= 0) fail(op, "rows and cols must be positive, got ", w.rows, " x ", w.cols);

@@ -121,6 +121,11 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // Tiled mixed-bitwidth weights (cpu_tiled.cpp); called with arguments already checked.
+  std::unique_ptr<Weight> upload_tiled(const HostWeight& w);
+  void matmul_tiled(const Weight& w, const CpuBuffer& x, int n, CpuBuffer& y, bool accumulate);
+  void embed_tiled(const Weight& table, const int32_t* ids, int n, CpuBuffer& out);
+
   // Per-thread scratch of at least n floats; padded to its own cache lines.
   float* scratch(int thread, size_t n);
 

@@ -21,14 +21,15 @@ int64_t matmul_grain(int64_t rows, int threads) {
 void CpuBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) {
   const char* op = "matmul";
   std::lock_guard<std::mutex> lock(op_mutex_);
-  const CpuWeight& wt = cpu_weight(w, op);
   const CpuBuffer& xs = cpu_buffer(x, op, "x");
   CpuBuffer& ys = cpu_buffer(y, op, "y");
   if (n < 0) fail(op, "n must be >= 0, got ", n);
-  check_count(op, "x", xs, n, wt.cols);
-  check_count(op, "y", ys, n, wt.rows);
+  check_count(op, "x", xs, n, w.cols);
+  check_count(op, "y", ys, n, w.rows);
   if (&xs == &ys && n > 0) fail(op, "y must not be the same buffer as x");
   if (n == 0) return;
+  if (w.type == WeightType::tiled) return matmul_tiled(w, xs, n, ys, accumulate);  // cpu_tiled.cpp
+  const CpuWeight& wt = cpu_weight(w, op);
   MatmulArgs a;
   a.type = wt.type;
   a.w = wt.data;

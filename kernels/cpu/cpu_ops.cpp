@@ -37,12 +37,14 @@ double sum_squares(const float* x, int64_t n) {
 void CpuBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& out) {
   const char* op = "embed";
   std::lock_guard<std::mutex> lock(op_mutex_);
-  const CpuWeight& t = cpu_weight(table, op);
   CpuBuffer& o = cpu_buffer(out, op, "out");
   check_rows_pointer(op, ids, n);
-  check_count(op, "out", o, n, t.cols);
+  check_count(op, "out", o, n, table.cols);
   for (int r = 0; r < n; ++r)
-    if (ids[r] < 0 || ids[r] >= t.rows) fail(op, "ids[", r, "] = ", ids[r], " is outside the table's rows [0, ", t.rows, ")");
+    if (ids[r] < 0 || ids[r] >= table.rows)
+      fail(op, "ids[", r, "] = ", ids[r], " is outside the table's rows [0, ", table.rows, ")");
+  if (table.type == WeightType::tiled) return embed_tiled(table, ids, n, o);  // cpu_tiled.cpp
+  const CpuWeight& t = cpu_weight(table, op);
   parallel_for(n, rows_per_chunk(t.cols), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
       kernels_.convert_to_f32(t.type, t.data + size_t(ids[r]) * t.row_bytes, o.data() + r * t.cols, size_t(t.cols));

@@ -125,6 +125,7 @@ struct Avx2 {
       case WeightType::f32: return convert_typed<WeightType::f32>(p, dst, n);
       case WeightType::f16: return convert_typed<WeightType::f16>(p, dst, n);
       case WeightType::bf16: return convert_typed<WeightType::bf16>(p, dst, n);
+      case WeightType::tiled: return;  // never dense rows: cpu_tiled.cpp decodes tiles
     }
   }
 };

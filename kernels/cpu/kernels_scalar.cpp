@@ -63,6 +63,7 @@ struct Scalar {
       case WeightType::bf16:
         for (size_t i = 0; i < n; ++i) dst[i] = load_elem<WeightType::bf16>(p, int64_t(i));
         return;
+      case WeightType::tiled: return;  // never dense rows: cpu_tiled.cpp decodes tiles
     }
   }
 };

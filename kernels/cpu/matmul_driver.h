@@ -105,6 +105,7 @@ void matmul_rows(const MatmulArgs& a, int64_t o_begin, int64_t o_end, float* scr
     case WeightType::f32: return matmul_rows_typed<Isa, WeightType::f32>(a, o_begin, o_end, scratch);
     case WeightType::f16: return matmul_rows_typed<Isa, WeightType::f16>(a, o_begin, o_end, scratch);
     case WeightType::bf16: return matmul_rows_typed<Isa, WeightType::bf16>(a, o_begin, o_end, scratch);
+    case WeightType::tiled: return;  // never dense rows: cpu_tiled.cpp decodes tiles
   }
 }
 
