@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "formats/tiled_layout.h"
+#include "kernels/quant/tiled.h"
+
 namespace sbits {
 namespace {
 
@@ -12,9 +15,10 @@ kernels::WeightType weight_type_for(const TensorInfo& t, const std::string& path
     case Layout::bf16: return kernels::WeightType::bf16;
     default: break;
   }
+  if (t.layout == kTiledLayoutId) return kernels::WeightType::tiled;
   const char* name = layout_name(t.layout);
   throw EngineError(fmt::format("{}: tensor {} has layout {} which the engine cannot run as a weight "
-                                "(expected f32, f16 or bf16)",
+                                "(expected f32, f16, bf16 or tiled)",
                                 path, t.name, name ? name : std::to_string(t.layout)));
 }
 
@@ -29,6 +33,21 @@ std::unique_ptr<kernels::Weight> Model::upload(const std::string& name) {
   auto bytes = file_->bytes(t);
   hw.data = bytes.data();
   hw.bytes = bytes.size();
+  if (hw.type != kernels::WeightType::tiled) return backend_.upload(hw);
+  // The backend copies the tile table and offsets during upload, so they may die after it.
+  const TiledTensor tt = parse_tiled(t, bytes, file_->path() + ": ");
+  kernels::quant::TiledDesc d;
+  d.rows = hw.rows;
+  d.cols = hw.cols;
+  d.tile_rows = static_cast<int32_t>(tt.params.tile_rows);
+  d.tile_cols = static_cast<int32_t>(tt.params.tile_cols);
+  d.group = static_cast<int32_t>(tt.params.group);
+  d.tiles_r = static_cast<int64_t>(tt.grid.tiles_r);
+  d.tiles_c = static_cast<int64_t>(tt.grid.tiles_c);
+  d.bits = tt.bits.data();
+  d.offsets = tt.offsets.data();
+  d.data = bytes.data();
+  hw.tiled = &d;
   return backend_.upload(hw);
 }
 
