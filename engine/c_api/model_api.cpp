@@ -53,8 +53,9 @@ std::unique_ptr<sbits::kernels::Backend> open_backend(const sbits_model_params& 
 // Bytes of every tensor in the file: the denominator of the load progress. The reader only maps
 // the file and checks its directory here, which is cheap next to the upload.
 uint64_t tensor_bytes(const char* path) {
+  const std::unique_ptr<sbits::SbitsFile> file = sbits::SbitsFile::open(path);  // must outlive the loop
   uint64_t total = 0;
-  for (const sbits::TensorInfo& t : sbits::SbitsFile::open(path)->tensors()) total += t.size;
+  for (const sbits::TensorInfo& t : file->tensors()) total += t.size;
   return total;
 }
 

@@ -1,8 +1,8 @@
 // libsbits as a user gets it: C programs linked against the shared and the static library, the
 // chat example, the exported symbols, and `cmake --install` + pkg-config.
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -25,12 +25,18 @@ std::string run_ok(const std::string& cmd) {
   return out;
 }
 
+// The names declared "SBITS_API <type> name(" in the header (the macro's own definition aside).
 std::set<std::string> header_functions(const std::string& header) {
   const std::string text = read_file(header);
-  const std::regex decl(R"(SBITS_API[^;(]*?\b(sbits_[a-z0-9_]+)\s*\()");
   std::set<std::string> names;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), decl); it != std::sregex_iterator(); ++it)
-    names.insert((*it)[1].str());
+  for (size_t at = text.find("SBITS_API "); at != std::string::npos; at = text.find("SBITS_API ", at + 1)) {
+    const size_t paren = text.find('(', at);
+    if (paren == std::string::npos || text.find(';', at) < paren) continue;
+    size_t begin = paren;
+    while (begin > at && (std::isalnum(static_cast<unsigned char>(text[begin - 1])) || text[begin - 1] == '_'))
+      --begin;
+    if (text.compare(begin, 6, "sbits_") == 0) names.insert(text.substr(begin, paren - begin));
+  }
   return names;
 }
 
