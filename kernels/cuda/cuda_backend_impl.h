@@ -1,0 +1,127 @@
+// The CUDA backend's classes, shared by the files that implement its ops (cuda_backend.cpp:
+// setup and memory; cuda_ops.cpp: row and element-wise ops, KV cache, attention;
+// cuda_matmul.cpp: matmul on every weight type).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/device_state.h"
+#include "kernels/cuda/launch.h"
+
+namespace sbits::kernels::cuda {
+
+// Every resource keeps the device state alive and drains the recorded ops before its memory
+// goes, since they may still use it.
+class DeviceResource {
+ public:
+  explicit DeviceResource(std::shared_ptr<DeviceState> st) : state(std::move(st)) {}
+  void release_guard() {
+    if (state) state->drain();
+  }
+  std::shared_ptr<DeviceState> state;
+};
+
+class CudaBuffer final : public Buffer, public DeviceResource {
+ public:
+  CudaBuffer(std::shared_ptr<DeviceState> st, size_t n);
+  ~CudaBuffer() override;
+  float* ptr() const { return mem.as<float>(); }
+
+  DeviceMemory mem;
+  // Stamp of the last recorded op that wrote the buffer: matmuls reuse an f16 copy of x while
+  // the stamp is unchanged (q, k and v read the same normalised x).
+  uint64_t version = 0;
+};
+
+class CudaWeight final : public Weight, public DeviceResource {
+ public:
+  explicit CudaWeight(std::shared_ptr<DeviceState> st) : DeviceResource(std::move(st)) {}
+  ~CudaWeight() override;
+
+  DeviceMemory mem;    // dense elements, or the tiled tensor bytes
+  DeviceMemory table;  // tiled: bits then offsets
+  TiledDev tiled{};    // tiled: device description
+  bool mma_ok = false;  // tiled: the tensor-core kernels take this layout (see cuda_matmul.cpp)
+};
+
+class CudaKvCache final : public KvCache, public DeviceResource {
+ public:
+  CudaKvCache(std::shared_ptr<DeviceState> st, const KvCacheDesc& d);
+  ~CudaKvCache() override;
+  size_t bytes() const override { return k.bytes() + v.bytes(); }
+
+  DeviceMemory k, v;
+  // 1 + the highest position stored per (layer, slot), tracked on the host when kv_store is
+  // recorded: attention refuses to read past it.
+  std::vector<int32_t> stored_end;
+  int32_t& end(int layer, int slot) { return stored_end[size_t(layer) * size_t(desc.n_slots) + size_t(slot)]; }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+
+  std::string name() const override { return "cuda"; }
+  std::string device_description() const override { return description_; }
+
+  std::unique_ptr<Weight> upload(const HostWeight& w) override;
+  std::unique_ptr<Buffer> alloc(size_t count) override;
+  void write(Buffer& dst, const float* src, size_t count, size_t offset) override;
+  void read(const Buffer& src, float* dst, size_t count, size_t offset) override;
+  std::unique_ptr<KvCache> create_kv_cache(const KvCacheDesc& desc) override;
+  void synchronize() override;
+
+  void embed(const Weight& table, const int32_t* ids, int n, Buffer& out) override;
+  void rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) override;
+  void matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) override;
+  void rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+            RopeStyle style) override;
+  void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) override;
+  void attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                 const AttentionShape& shape, Buffer& out) override;
+  void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) override;
+  void add(Buffer& x, const Buffer& y, size_t count) override;
+  void get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) override;
+
+  CudaStats stats() const;
+
+ private:
+  std::unique_ptr<Weight> upload_tiled(const HostWeight& w);
+  void matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
+  void matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
+  // An f16 (or bf16) copy of x's first n rows, ld columns (zero beyond cols), with per-128-column
+  // sums when `sums`; reused while x is unchanged.
+  const uint16_t* half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums);
+  void tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a);
+
+  template <class A>
+  void record(void (*run_fn)(const void*, const ExecContext&), const A& args) {
+    st_->queue->push(run_fn, args);
+  }
+  void stamp(CudaBuffer& b) { b.version = st_->next_version++; }
+
+  std::shared_ptr<DeviceState> st_;
+  std::string description_;
+  int mma_variant_ = 1;
+  int mma_warps_per_sm_ = 8;
+  bool pdl_ = false;
+
+  struct HalfX {
+    const CudaBuffer* buffer = nullptr;
+    uint64_t version = 0;
+    int n = 0;
+    int64_t cols = 0, ld = 0;
+    bool bf16 = false, sums = false;
+    const void* data = nullptr;  // where the copy is (scratch may move when it grows)
+  } half_x_;
+};
+
+// The backend's own objects behind interface references, or a KernelError naming the op.
+const CudaWeight& cuda_weight(const Weight& w, const char* op);
+CudaBuffer& cuda_buffer(Buffer& b, const char* op, const char* what);
+const CudaBuffer& cuda_buffer(const Buffer& b, const char* op, const char* what);
+
+}  // namespace sbits::kernels::cuda

@@ -1,0 +1,253 @@
+// matmul on every weight type, and the upload of tiled weights.
+//
+// Paths, by weight type and rows of x (n):
+//   f32/f16/bf16, n <= 8   dense matvec kernel, f32 math (dense.cu)
+//   f32/f16/bf16, n > 8    cuBLAS; f16/bf16 weights take x rounded to their type
+//   tiled, n <= 8          the tensor-core kernel (tiled_mma.cu) when tile_rows % 16 == 0,
+//                          tile_cols == group == 128 (what sbits-quantize writes); otherwise
+//                          the generic kernel, one block per row, f32 math
+//   tiled, n > 8           dequantize row chunks to f16 + cuBLAS (prefill is matrix-bound)
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cuda/cuda_backend_impl.h"
+#include "kernels/quant/tiled.h"
+
+namespace sbits::kernels::cuda {
+namespace {
+
+// Prefill dequantizes at most this many bytes of f16 weights at a time.
+constexpr size_t kDequantChunkBytes = size_t(64) << 20;
+
+void check_tiled_desc(const HostWeight& w) {
+  const char* op = "upload";
+  if (!w.tiled) fail(op, "a tiled weight needs HostWeight::tiled (the parsed tile table)");
+  const quant::TiledDesc& d = *w.tiled;
+  if (d.rows != w.rows || d.cols != w.cols)
+    fail(op, "tiled description is ", d.rows, " x ", d.cols, ", the weight ", w.rows, " x ", w.cols);
+  if (d.tile_rows < 1 || d.tile_rows > 4096 || d.tile_cols < 32 || d.tile_cols > 4096 || d.tile_cols % 32 ||
+      d.group < 32 || d.group % 32 || d.tile_cols % d.group)
+    fail(op, "tile ", d.tile_rows, " x ", d.tile_cols, " with group ", d.group,
+         ": expected R in 1..4096, C a multiple of 32 up to 4096, G a multiple of 32 dividing C");
+  if (d.tiles_r != (d.rows + d.tile_rows - 1) / d.tile_rows || d.tiles_c != (d.cols + d.tile_cols - 1) / d.tile_cols)
+    fail(op, "tile grid ", d.tiles_r, " x ", d.tiles_c, " does not match ", d.rows, " x ", d.cols);
+  if (!d.data || !d.bits || !d.offsets || d.data != w.data) fail(op, "tiled description: null or mismatched pointers");
+  for (int64_t tr = 0; tr < d.tiles_r; ++tr) {
+    for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
+      const int64_t i = tr * d.tiles_c + tc;
+      const int bits = d.bits[i];
+      if (!quant::is_tile_bits(bits)) fail(op, "tile (", tr, ", ", tc, "): bitwidth ", bits, " has no kernel");
+      const int64_t rows = std::min<int64_t>(d.tile_rows, d.rows - tr * d.tile_rows);
+      const int64_t cols = std::min<int64_t>(d.tile_cols, d.cols - tc * d.tile_cols);
+      const uint64_t size = quant::tile_bytes(rows, cols, d.group, bits);
+      if (d.offsets[i] % 16 != 0 || d.offsets[i] > w.bytes || size > w.bytes - d.offsets[i])
+        fail(op, "tile (", tr, ", ", tc, ") at offset ", d.offsets[i], " (+", size, " bytes) is outside the ",
+             w.bytes, " bytes of the weight or misaligned");
+    }
+  }
+}
+
+// offs16 (launch.h TiledDev): the staged kernels copy tile i as the run up to tile i + 1, so
+// the tiles must follow each other exactly (as formats/SBITS.md lays them out) and fit 32 bits.
+bool tile_offsets16(const quant::TiledDesc& d, std::vector<uint32_t>& offs16) {
+  const int64_t tiles = d.tiles_r * d.tiles_c;
+  offs16.assign(size_t(tiles + 1), 0);
+  uint64_t end = 0;
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t tr = i / d.tiles_c, tc = i % d.tiles_c;
+    if ((i > 0 && d.offsets[i] != end) || d.offsets[i] / 16 > UINT32_MAX) return false;
+    offs16[size_t(i)] = uint32_t(d.offsets[i] / 16);
+    end = d.offsets[i] + quant::tile_bytes(std::min<int64_t>(d.tile_rows, d.rows - tr * d.tile_rows),
+                                           std::min<int64_t>(d.tile_cols, d.cols - tc * d.tile_cols), d.group,
+                                           d.bits[i]);
+  }
+  offs16[size_t(tiles)] = uint32_t(end / 16);
+  return end / 16 <= UINT32_MAX;
+}
+
+}  // namespace
+
+std::unique_ptr<Weight> CudaBackend::upload_tiled(const HostWeight& w) {
+  const char* op = "upload";
+  check_tiled_desc(w);
+  const quant::TiledDesc& d = *w.tiled;
+  auto out = std::make_unique<CudaWeight>(st_);
+  out->type = WeightType::tiled;
+  out->rows = w.rows;
+  out->cols = w.cols;
+  // Tile offsets stay 16-byte aligned on the device: cudaMalloc aligns to 256.
+  out->mem = DeviceMemory(w.bytes, op);
+  st_->copy_to_device(out->mem.get(), w.data, w.bytes);
+  const size_t tiles = size_t(d.tiles_r * d.tiles_c);
+  const size_t bits_bytes = (tiles + 15) / 16 * 16, offs_bytes = tiles * sizeof(uint64_t);
+  std::vector<uint32_t> offs16;
+  const bool ordered = tile_offsets16(d, offs16);
+  out->table = DeviceMemory(bits_bytes + offs_bytes + offs16.size() * 4, op);
+  uint8_t* tb = out->table.as<uint8_t>();
+  st_->copy_to_device(tb, d.bits, tiles);
+  st_->copy_to_device(tb + bits_bytes, d.offsets, offs_bytes);
+  if (ordered) st_->copy_to_device(tb + bits_bytes + offs_bytes, offs16.data(), offs16.size() * 4);
+  out->tiled = TiledDev{out->mem.as<uint8_t>(), tb, reinterpret_cast<const uint64_t*>(tb + bits_bytes),
+                        ordered ? reinterpret_cast<const uint32_t*>(tb + bits_bytes + offs_bytes) : nullptr,
+                        d.rows, d.cols, d.tile_rows, d.tile_cols, d.group, d.tiles_r, d.tiles_c};
+  out->mma_ok = d.tile_rows % 16 == 0 && d.tile_cols == 128 && d.group == 128;
+  return out;
+}
+
+void CudaBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) {
+  const char* op = "matmul";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaWeight& wt = cuda_weight(w, op);
+  const CudaBuffer& xs = cuda_buffer(x, op, "x");
+  CudaBuffer& ys = cuda_buffer(y, op, "y");
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  check_count(op, "x", xs, n, wt.cols);
+  check_count(op, "y", ys, n, wt.rows);
+  if (&xs == &ys && n > 0) fail(op, "y must not be the same buffer as x");
+  if (n == 0) return;
+  if (wt.type == WeightType::tiled)
+    matmul_tiled(wt, xs, n, ys, accumulate);
+  else
+    matmul_dense(wt, xs, n, ys, accumulate);
+  stamp(ys);
+}
+
+void CudaBackend::matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate) {
+  if (n <= kMatvecMaxRows) {
+    st_->queue->begin_op(0);
+    auto a = zeroed<DenseMatvecArgs>();
+    a.w = w.mem.get();
+    a.type = int64_t(w.type);
+    a.rows = w.rows;
+    a.cols = w.cols;
+    a.x = x.ptr();
+    a.y = y.ptr();
+    a.n = n;
+    a.accumulate = accumulate;
+    record(run<DenseMatvecArgs, launch_dense_matvec>, a);
+    return;
+  }
+  auto a = zeroed<GemmArgs>();
+  a.w = w.mem.get();
+  a.type = int64_t(w.type);
+  a.rows = w.rows;
+  a.cols = w.cols;
+  a.ldw = w.cols;
+  a.x = x.ptr();
+  a.ldx = w.cols;
+  if (w.type != WeightType::f32) a.x = half_x(x, n, w.cols, w.cols, w.type == WeightType::bf16, false);
+  a.y = y.ptr();
+  a.ldy = w.rows;
+  a.n = n;
+  a.accumulate = accumulate;
+  st_->queue->begin_op(0);
+  record(run<GemmArgs, launch_gemm>, a);
+}
+
+const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums) {
+  const char* op = "matmul";
+  const size_t bytes = checked_mul(op, n, ld * 2);
+  void* out = st_->x_half.ensure(*st_, bytes, "matmul x (f16)");
+  float* s = sums ? static_cast<float*>(st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, 32), "matmul x sums"))
+                  : nullptr;
+  HalfX key{&x, x.version, n, cols, ld, bf16, sums, out};
+  HalfX& c = half_x_;
+  if (c.buffer == key.buffer && c.version == key.version && c.n == n && c.cols == cols && c.ld == ld &&
+      c.bf16 == bf16 && (c.sums || !sums) && c.data == out)
+    return static_cast<const uint16_t*>(out);
+  st_->queue->begin_op(0);
+  auto a = zeroed<ConvertXArgs>();
+  a.x = x.ptr();
+  a.out = out;
+  a.sums = s;
+  a.n = n;
+  a.cols = cols;
+  a.ld = ld;
+  a.bf16 = bf16;
+  record(run<ConvertXArgs, launch_convert_x>, a);
+  half_x_ = key;
+  return static_cast<const uint16_t*>(out);
+}
+
+// Splits the tile columns so that about mma_warps_per_sm_ warps per multiprocessor have work
+// (a block has 4 warps): blocks take `chunks_per_block` ranges of tiles_per_split tile columns.
+void CudaBackend::tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a) {
+  const TiledDev& t = w.tiled;
+  const int64_t block_rows = (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant);
+  const int64_t per_block = tiled_mma_chunks_per_block(a.variant);
+  // Rounded, not ceiled: a grid just over one wave would leave most of its second wave idle.
+  const int64_t target_blocks = int64_t(st_->ctx.sm_count) * mma_warps_per_sm_ / 4;
+  int64_t chunks = std::max<int64_t>(1, (target_blocks + block_rows / 2) / block_rows) * per_block;
+  const int64_t tps = std::clamp<int64_t>((t.tiles_c + chunks - 1) / chunks, 1, kTiledMmaMaxTilesPerWarp);
+  chunks = (t.tiles_c + tps - 1) / tps;
+  a.tiles_per_split = tps;
+  a.splits = (chunks + per_block - 1) / per_block;
+  if (a.splits > 1) {
+    a.partial = static_cast<float*>(
+        st_->partial.ensure(*st_, checked_mul("matmul", a.splits * n, t.rows * 4), "matmul split-K partials"));
+    a.counters = static_cast<uint32_t*>(st_->counters.ensure(*st_, size_t(block_rows) * 4, "matmul split-K counters"));
+  }
+}
+
+void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate) {
+  const TiledDev& t = w.tiled;
+  if (n <= kMatvecMaxRows && !w.mma_ok) {
+    st_->queue->begin_op(0);
+    auto a = zeroed<TiledGenericArgs>();
+    a.t = t;
+    a.x = x.ptr();
+    a.y = y.ptr();
+    a.n = n;
+    a.accumulate = accumulate;
+    record(run<TiledGenericArgs, launch_tiled_generic>, a);
+    return;
+  }
+  const int64_t ld = t.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
+  if (n <= kMatvecMaxRows) {
+    auto a = zeroed<TiledMmaArgs>();
+    a.variant = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
+    if (tiled_mma_needs_offs16(a.variant) && !t.offs16) a.variant = 1;
+    a.pdl = pdl_;
+    tiled_split(w, n, a);  // may drain the queue to grow scratch: before anything is staged
+    a.t = t;
+    a.x_half = half_x(x, n, t.cols, ld, false, true);
+    a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+    a.ld = ld;
+    a.n = n;
+    a.y = y.ptr();
+    a.accumulate = accumulate;
+    st_->queue->begin_op(0);
+    record(run<TiledMmaArgs, launch_tiled_mma>, a);
+    return;
+  }
+  // Prefill: f16 rows of the weight, chunk by chunk, times x in f16 through cuBLAS.
+  const int64_t chunk_rows = std::clamp<int64_t>(int64_t(kDequantChunkBytes / (size_t(t.cols) * 2)), 1, t.rows);
+  auto* wbuf = static_cast<uint16_t*>(
+      st_->dequant.ensure(*st_, checked_mul("matmul", chunk_rows, t.cols * 2), "matmul dequantized chunk"));
+  const uint16_t* xh = half_x(x, n, t.cols, ld, false, false);
+  for (int64_t r0 = 0; r0 < t.rows; r0 += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, t.rows - r0);
+    st_->queue->begin_op(0);
+    auto d = zeroed<DequantArgs>();
+    d.t = t;
+    d.out = wbuf;
+    d.row0 = r0;
+    d.nrows = rows;
+    record(run<DequantArgs, launch_dequant>, d);
+    auto g = zeroed<GemmArgs>();
+    g.w = wbuf;
+    g.type = int64_t(WeightType::f16);
+    g.rows = rows;
+    g.cols = t.cols;
+    g.ldw = t.cols;
+    g.x = xh;
+    g.ldx = ld;
+    g.y = y.ptr() + r0;
+    g.ldy = t.rows;
+    g.n = n;
+    g.accumulate = accumulate;
+    record(run<GemmArgs, launch_gemm>, g);
+  }
+}
+
+}  // namespace sbits::kernels::cuda

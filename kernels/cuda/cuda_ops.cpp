@@ -1,0 +1,269 @@
+// Recording the row-wise and element-wise ops, kv_store and attention: arguments are checked
+// here, on the host, before anything is recorded (same checks and messages as the CPU
+// backend); host arrays are staged (cuda_backend.h, "Execution").
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cuda/cuda_backend_impl.h"
+
+namespace sbits::kernels::cuda {
+namespace {
+
+void check_rows_pointer(const char* op, const void* p, int n) {
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  if (n > 0 && !p) fail(op, "the row array is null for n=", n);
+}
+
+void check_layer(const char* op, const KvCacheDesc& d, int layer) {
+  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
+}
+
+// Every row's (slot, pos) must lie inside the cache; checked for all rows before any write.
+void check_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
+  check_rows_pointer(op, rows, n);
+  for (int r = 0; r < n; ++r) {
+    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
+      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
+    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
+      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
+  }
+}
+
+CudaKvCache& cuda_cache(KvCache& c, const char* op) {
+  auto* k = dynamic_cast<CudaKvCache*>(&c);
+  if (!k) fail(op, "the cache was not created by the CUDA backend");
+  return *k;
+}
+
+}  // namespace
+
+void CudaBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& out) {
+  const char* op = "embed";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaWeight& t = cuda_weight(table, op);
+  CudaBuffer& o = cuda_buffer(out, op, "out");
+  check_rows_pointer(op, ids, n);
+  check_count(op, "out", o, n, t.cols);
+  for (int r = 0; r < n; ++r)
+    if (ids[r] < 0 || ids[r] >= t.rows)
+      fail(op, "ids[", r, "] = ", ids[r], " is outside the table's rows [0, ", t.rows, ")");
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(int32_t));
+  auto a = zeroed<EmbedArgs>();
+  a.table = t.mem.get();
+  a.type = int64_t(t.type);
+  a.cols = t.cols;
+  a.ids = static_cast<const int32_t*>(st_->queue->stage(ids, size_t(n) * sizeof(int32_t)));
+  a.n = n;
+  a.out = o.ptr();
+  a.tiled = t.tiled;
+  stamp(o);
+  record(run<EmbedArgs, launch_embed>, a);
+}
+
+void CudaBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) {
+  const char* op = "get_rows";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaBuffer& xs = cuda_buffer(x, op, "x");
+  CudaBuffer& o = cuda_buffer(out, op, "out");
+  check_rows_pointer(op, src_rows, n);
+  if (width <= 0) fail(op, "width must be positive, got ", width);
+  if (&xs == &o && n > 0) fail(op, "out must not be the same buffer as x (rows would overwrite each other)");
+  check_count(op, "out", o, n, width);
+  const int64_t x_rows = int64_t(xs.count / size_t(width));
+  for (int r = 0; r < n; ++r)
+    if (src_rows[r] < 0 || src_rows[r] >= x_rows)
+      fail(op, "src_rows[", r, "] = ", src_rows[r], " is outside x's rows [0, ", x_rows, ") (", xs.count,
+           " floats of width ", width, ")");
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(int32_t));
+  auto a = zeroed<GetRowsArgs>();
+  a.x = xs.ptr();
+  a.src_rows = static_cast<const int32_t*>(st_->queue->stage(src_rows, size_t(n) * sizeof(int32_t)));
+  a.out = o.ptr();
+  a.n = n;
+  a.width = width;
+  stamp(o);
+  record(run<GetRowsArgs, launch_get_rows>, a);
+}
+
+void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) {
+  const char* op = "rmsnorm";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaWeight& wt = cuda_weight(w, op);
+  const CudaBuffer& xs = cuda_buffer(x, op, "x");
+  CudaBuffer& o = cuda_buffer(out, op, "out");
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  if (wt.type == WeightType::tiled) fail(op, "the weight must be f32, f16 or bf16, not tiled");
+  if (wt.rows != 1) fail(op, "the weight must be 1 row (a vector), got ", wt.rows, " x ", wt.cols);
+  if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(op, "eps must be finite and >= 0, got ", eps);
+  check_count(op, "x", xs, n, wt.cols);
+  check_count(op, "out", o, n, wt.cols);
+  if (n == 0) return;
+  st_->queue->begin_op(0);
+  auto a = zeroed<RmsnormArgs>();
+  a.x = xs.ptr();
+  a.w = wt.mem.get();
+  a.wtype = int64_t(wt.type);
+  a.width = wt.cols;
+  a.n = n;
+  a.eps = eps;
+  a.out = o.ptr();
+  stamp(o);
+  record(run<RmsnormArgs, launch_rmsnorm>, a);
+}
+
+void CudaBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+                       RopeStyle style) {
+  const char* op = "rope";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  CudaBuffer& xs = cuda_buffer(x, op, "x");
+  check_rows_pointer(op, rows, n);
+  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
+  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
+  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
+  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
+  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
+  for (int r = 0; r < n; ++r)
+    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  auto a = zeroed<RopeArgs>();
+  a.x = xs.ptr();
+  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
+  a.n = n;
+  a.n_heads = n_heads;
+  a.head_dim = head_dim;
+  a.neox = style == RopeStyle::neox;
+  a.theta = theta;
+  stamp(xs);
+  record(run<RopeArgs, launch_rope>, a);
+}
+
+void CudaBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {
+  const char* op = "swiglu";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaBuffer& g = cuda_buffer(gate, op, "gate");
+  const CudaBuffer& u = cuda_buffer(up, op, "up");
+  CudaBuffer& o = cuda_buffer(out, op, "out");
+  check_count(op, "gate", g, count);
+  check_count(op, "up", u, count);
+  check_count(op, "out", o, count);
+  if (count == 0) return;
+  st_->queue->begin_op(0);
+  auto a = zeroed<SwigluArgs>();
+  a.gate = g.ptr();
+  a.up = u.ptr();
+  a.out = o.ptr();
+  a.count = int64_t(count);
+  stamp(o);
+  record(run<SwigluArgs, launch_swiglu>, a);
+}
+
+void CudaBackend::add(Buffer& x, const Buffer& y, size_t count) {
+  const char* op = "add";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  CudaBuffer& xs = cuda_buffer(x, op, "x");
+  const CudaBuffer& ys = cuda_buffer(y, op, "y");
+  check_count(op, "x", xs, count);
+  check_count(op, "y", ys, count);
+  if (count == 0) return;
+  st_->queue->begin_op(0);
+  auto a = zeroed<AddArgs>();
+  a.x = xs.ptr();
+  a.y = ys.ptr();
+  a.count = int64_t(count);
+  stamp(xs);
+  record(run<AddArgs, launch_add>, a);
+}
+
+void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) {
+  const char* op = "kv_store";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  CudaKvCache& c = cuda_cache(cache, op);
+  const KvCacheDesc& d = c.desc;
+  const CudaBuffer& ks = cuda_buffer(k, op, "k");
+  const CudaBuffer& vs = cuda_buffer(v, op, "v");
+  check_layer(op, d, layer);
+  check_rows(op, d, rows, n);
+  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
+  check_count(op, "k", ks, n, width);
+  check_count(op, "v", vs, n, width);
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  auto a = zeroed<KvStoreArgs>();
+  a.k_cache = c.k.get();
+  a.v_cache = c.v.get();
+  a.k = ks.ptr();
+  a.v = vs.ptr();
+  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
+  a.n = n;
+  a.layer = layer;
+  a.n_slots = d.n_slots;
+  a.n_ctx = d.n_ctx;
+  a.n_kv_heads = d.n_kv_heads;
+  a.head_dim = d.head_dim;
+  a.f16 = d.type == KvType::f16;
+  record(run<KvStoreArgs, launch_kv_store>, a);
+  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
+}
+
+void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                            const AttentionShape& shape, Buffer& out) {
+  const char* op = "attention";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  CudaKvCache& c = cuda_cache(const_cast<KvCache&>(cache), op);
+  const KvCacheDesc& d = c.desc;
+  const CudaBuffer& qs = cuda_buffer(q, op, "q");
+  CudaBuffer& os = cuda_buffer(out, op, "out");
+  check_layer(op, d, layer);
+  check_rows(op, d, rows, n);
+  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
+    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
+         d.n_kv_heads, " head_dim=", d.head_dim);
+  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
+    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
+  const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
+  check_count(op, "q", qs, n, width);
+  check_count(op, "out", os, n, width);
+  // out may alias q: each warp reads its head of q before it writes that head of out.
+  for (int r = 0; r < n; ++r) {
+    const int32_t end = c.end(layer, rows[r].slot);
+    if (rows[r].pos >= end)
+      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
+           layer, " has positions < ", end, " of that slot");
+  }
+  if (n == 0) return;
+  // Splits from the cache size and the batch only (never the positions: see attention.cu), enough
+  // blocks for two per multiprocessor, chunks of at least 64 positions.
+  const int64_t head_blocks = (int64_t(shape.n_heads) + 3) / 4 * n;
+  int64_t splits = std::clamp<int64_t>((2 * st_->ctx.sm_count + head_blocks - 1) / head_blocks, 1, (d.n_ctx + 63) / 64);
+  const int64_t chunk = ((d.n_ctx + splits - 1) / splits + 31) / 32 * 32;
+  splits = (d.n_ctx + chunk - 1) / chunk;
+  float* partial = nullptr;
+  if (splits > 1)
+    partial = static_cast<float*>(st_->attn.ensure(
+        *st_, checked_mul(op, int64_t(n) * shape.n_heads * splits, int64_t(shape.head_dim + 2) * 4), "attention"));
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  auto a = zeroed<AttentionArgs>();
+  a.q = qs.ptr();
+  a.k_cache = c.k.get();
+  a.v_cache = c.v.get();
+  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
+  a.out = os.ptr();
+  a.partial = partial;
+  a.n = n;
+  a.layer = layer;
+  a.n_slots = d.n_slots;
+  a.n_ctx = d.n_ctx;
+  a.n_heads = shape.n_heads;
+  a.n_kv_heads = shape.n_kv_heads;
+  a.head_dim = shape.head_dim;
+  a.f16 = d.type == KvType::f16;
+  a.splits = splits;
+  a.chunk = chunk;
+  stamp(os);
+  record(run<AttentionArgs, launch_attention>, a);
+}
+
+}  // namespace sbits::kernels::cuda

@@ -1,0 +1,89 @@
+// Small device helpers shared by the CUDA kernels: compile-time loops, bit casts, element
+// conversions, warp reductions and the tiled weights' reference dequantization.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/launch.h"
+#include "kernels/quant/tiled.h"
+
+namespace sbits::kernels::cuda {
+
+template <int V>
+struct Int {
+  static constexpr int value = V;
+};
+
+// f(Int<0>{}), ..., f(Int<N-1>{}): indices are compile-time, so register arrays indexed by
+// them stay in registers (a run-time index can push an array to local memory).
+template <int N, int I = 0, class F>
+__device__ __forceinline__ void static_for(F&& f) {
+  if constexpr (I < N) {
+    f(Int<I>{});
+    static_for<N, I + 1>(f);
+  }
+}
+
+__device__ __forceinline__ __half2 as_half2(uint32_t u) {
+  __half2 h;
+  memcpy(&h, &u, 4);
+  return h;
+}
+__device__ __forceinline__ uint32_t as_u32(__half2 h) {
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+// Element `i` of a dense weight row of type t (WeightType f32, f16 or bf16) as f32, exactly.
+__device__ __forceinline__ float load_weight(const void* w, int64_t type, int64_t i) {
+  if (type == int64_t(WeightType::f32)) return static_cast<const float*>(w)[i];
+  const uint16_t h = static_cast<const uint16_t*>(w)[i];
+  if (type == int64_t(WeightType::f16)) return quant::half_to_float(h);
+  return __uint_as_float(uint32_t(h) << 16);  // bf16 is the top half of an f32
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The device description of a tiled weight, as the shared quant helpers expect it.
+__device__ __forceinline__ quant::TiledDesc to_desc(const TiledDev& t) {
+  quant::TiledDesc d;
+  d.rows = t.rows;
+  d.cols = t.cols;
+  d.tile_rows = int32_t(t.tile_rows);
+  d.tile_cols = int32_t(t.tile_cols);
+  d.group = int32_t(t.group);
+  d.tiles_r = t.tiles_r;
+  d.tiles_c = t.tiles_c;
+  d.bits = t.bits;
+  d.offsets = t.offsets;
+  d.data = t.data;
+  return d;
+}
+
+// Column c of row r of one tile: quant::dequantize_tile_row's value (w = fmaf(q, scale, min)).
+__device__ inline float tile_value(const quant::TileView& v, int r, int c) {
+  if (v.bits == quant::kKeepF16Bits) return quant::half_to_float(v.f16[size_t(r) * size_t(v.units) * 32 + c]);
+  float w = 0.0f;
+  quant::dispatch_codec(v.bits, [&](auto codec) {
+    using Codec = decltype(codec);
+    const int u = c / quant::kUnitCodes;
+    const uint16_t* sm = v.scales + (size_t(r) * size_t(v.groups) + size_t(u / v.group_units)) * 2;
+    const uint32_t q =
+        Codec::get(quant::unit_plane0<Codec>(v, r, u), quant::unit_plane1<Codec>(v, r, u), c % quant::kUnitCodes);
+    w = fmaf(float(q), quant::half_to_float(sm[0]), quant::half_to_float(sm[1]));
+  });
+  return w;
+}
+
+}  // namespace sbits::kernels::cuda

@@ -1,0 +1,202 @@
+// Row-wise and element-wise kernels: embed, rmsnorm, rope, kv_store, swiglu, add, get_rows,
+// the activation conversion for the tensor-core paths, and the tiled dequantization for
+// prefill. They are small next to the matmuls; their numerics follow the CPU reference
+// (kernels/cpu/cpu_ops.cpp): rmsnorm sums squares in double, rope forms angles in double.
+#include <cmath>
+
+#include "kernels/cuda/device_util.cuh"
+
+namespace sbits::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t blocks_for(int64_t n, int64_t per_block) { return (n + per_block - 1) / per_block; }
+
+__global__ void embed_kernel(const EmbedArgs a) {
+  const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (c >= a.cols) return;
+  const int64_t id = a.ids[r];
+  float v;
+  if (a.type == int64_t(WeightType::tiled)) {
+    const quant::TiledDesc d = to_desc(a.tiled);
+    const int64_t tr = id / d.tile_rows, tc = c / d.tile_cols;
+    v = tile_value(quant::tile_view(d, tr, tc), int(id - tr * d.tile_rows), int(c - tc * d.tile_cols));
+  } else {
+    v = load_weight(a.table, a.type, id * a.cols + c);
+  }
+  a.out[r * a.cols + c] = v;
+}
+
+// One block per row. out may alias x: every element is read in the first pass and written,
+// by the same thread, after the block's reduction.
+__global__ void rmsnorm_kernel(const RmsnormArgs a) {
+  __shared__ double partial[kThreads / 32];
+  const float* x = a.x + int64_t(blockIdx.x) * a.width;
+  float* y = a.out + int64_t(blockIdx.x) * a.width;
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < a.width; i += kThreads) s += double(x[i]) * double(x[i]);
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = s;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
+  const float inv = float(1.0 / sqrt(total / double(a.width) + a.eps));
+  for (int64_t i = threadIdx.x; i < a.width; i += kThreads) y[i] = x[i] * inv * load_weight(a.w, a.wtype, i);
+}
+
+__global__ void rope_kernel(const RopeArgs a) {
+  const int64_t half = a.head_dim / 2;
+  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (t >= a.n * a.n_heads * half) return;
+  const int64_t i = t % half, h = (t / half) % a.n_heads, r = t / (half * a.n_heads);
+  const double angle = double(a.rows[r].pos) * pow(a.theta, -2.0 * double(i) / double(a.head_dim));
+  double sn_d, cs_d;
+  sincos(angle, &sn_d, &cs_d);
+  const float cs = float(cs_d), sn = float(sn_d);
+  float* v = a.x + (r * a.n_heads + h) * a.head_dim;
+  const int64_t ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+  const float x0 = v[ia], x1 = v[ib];
+  v[ia] = x0 * cs - x1 * sn;
+  v[ib] = x0 * sn + x1 * cs;
+}
+
+__global__ void kv_store_kernel(const KvStoreArgs a) {
+  const int64_t width = a.n_kv_heads * a.head_dim;
+  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (t >= a.n * width) return;
+  const int64_t r = t / width, e = t % width, h = e / a.head_dim, d = e % a.head_dim;
+  const RowInfo ri = a.rows[r];
+  const int64_t at = (((a.layer * a.n_slots + ri.slot) * a.n_kv_heads + h) * a.n_ctx + ri.pos) * a.head_dim + d;
+  if (a.f16) {
+    static_cast<__half*>(a.k_cache)[at] = __float2half_rn(a.k[t]);
+    static_cast<__half*>(a.v_cache)[at] = __float2half_rn(a.v[t]);
+  } else {
+    static_cast<float*>(a.k_cache)[at] = a.k[t];
+    static_cast<float*>(a.v_cache)[at] = a.v[t];
+  }
+}
+
+// silu as the CPU computes it: sigmoid from e = exp(-|g|) <= 1, so nothing overflows.
+__global__ void swiglu_kernel(const SwigluArgs a) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= a.count) return;
+  const float g = a.gate[i];
+  const float e = expf(-fabsf(g));
+  const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  a.out[i] = (sig == 0.0f ? -0.0f : g * sig) * a.up[i];
+}
+
+__global__ void add_kernel(const AddArgs a) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i < a.count) a.x[i] += a.y[i];
+}
+
+__global__ void get_rows_kernel(const GetRowsArgs a) {
+  const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
+}
+
+// One block of 128 threads per 128 columns and row. f16 saturates at +-65504 rather than
+// becoming inf (activations that large would already be far outside what the models see).
+__global__ void convert_x_kernel(const ConvertXArgs a) {
+  const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
+  const float v = (j < a.n && c < a.cols) ? a.x[j * a.cols + c] : 0.0f;
+  float rounded = 0.0f;
+  if (a.bf16) {
+    if (j < a.n && c < a.ld) static_cast<__nv_bfloat16*>(a.out)[j * a.ld + c] = __float2bfloat16_rn(v);
+  } else {
+    const __half h = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
+    if (j < a.n && c < a.ld) static_cast<__half*>(a.out)[j * a.ld + c] = h;
+    rounded = __half2float(h);
+  }
+  if (!a.sums) return;
+  __shared__ float part[4];
+  rounded = warp_sum(rounded);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = rounded;
+  __syncthreads();
+  if (threadIdx.x == 0) a.sums[int64_t(blockIdx.x) * 8 + j] = (part[0] + part[1]) + (part[2] + part[3]);
+}
+
+// One thread per (row, 32-column unit): the unit's 32 values with the reference dequantization.
+__global__ void dequant_kernel(const DequantArgs a) {
+  const int64_t units_per_row = (a.t.cols + 31) / 32;
+  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (t >= a.nrows * units_per_row) return;
+  const int64_t r = a.row0 + t / units_per_row, c0 = (t % units_per_row) * 32;
+  const quant::TiledDesc d = to_desc(a.t);
+  const int64_t tr = r / d.tile_rows, tc = c0 / d.tile_cols;
+  const quant::TileView v = quant::tile_view(d, tr, tc);
+  const int lr = int(r - tr * d.tile_rows), lc = int(c0 - tc * d.tile_cols);
+  __half* out = reinterpret_cast<__half*>(a.out) + (r - a.row0) * a.t.cols;
+  for (int i = 0; i < 32 && c0 + i < a.t.cols; ++i) out[c0 + i] = __float2half_rn(tile_value(v, lr, lc + i));
+}
+
+void check_launch() { CUDA_CHECK_LAUNCH(); }
+
+}  // namespace
+
+void launch_embed(const EmbedArgs& a, const ExecContext& c) {
+  if (a.n == 0) return;
+  embed_kernel<<<dim3(unsigned(blocks_for(a.cols, kThreads)), unsigned(a.n)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_rmsnorm(const RmsnormArgs& a, const ExecContext& c) {
+  if (a.n == 0) return;
+  rmsnorm_kernel<<<unsigned(a.n), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_rope(const RopeArgs& a, const ExecContext& c) {
+  const int64_t work = a.n * a.n_heads * (a.head_dim / 2);
+  if (work == 0) return;
+  rope_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_kv_store(const KvStoreArgs& a, const ExecContext& c) {
+  const int64_t work = a.n * a.n_kv_heads * a.head_dim;
+  if (work == 0) return;
+  kv_store_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_swiglu(const SwigluArgs& a, const ExecContext& c) {
+  if (a.count == 0) return;
+  swiglu_kernel<<<unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_add(const AddArgs& a, const ExecContext& c) {
+  if (a.count == 0) return;
+  add_kernel<<<unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_get_rows(const GetRowsArgs& a, const ExecContext& c) {
+  if (a.n == 0) return;
+  get_rows_kernel<<<dim3(unsigned(blocks_for(a.width, kThreads)), unsigned(a.n)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_copy(const CopyArgs& a, const ExecContext& c) {
+  if (a.bytes == 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(a.dst, a.src, size_t(a.bytes), cudaMemcpyDeviceToDevice, c.stream));
+}
+
+void launch_convert_x(const ConvertXArgs& a, const ExecContext& c) {
+  if (a.n == 0) return;
+  const unsigned rows = a.sums ? 8u : unsigned(a.n);  // with sums, rows n..7 get zero sums
+  convert_x_kernel<<<dim3(unsigned(blocks_for(a.ld, 128)), rows), 128, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_dequant(const DequantArgs& a, const ExecContext& c) {
+  const int64_t work = a.nrows * ((a.t.cols + 31) / 32);
+  if (work == 0) return;
+  dequant_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  check_launch();
+}
+
+}  // namespace sbits::kernels::cuda

@@ -1,0 +1,193 @@
+// Kernel launchers of the CUDA backend and their argument structs.
+//
+// Each struct holds everything its launch depends on, in 8-byte fields (no padding), because
+// the op queue compares argument bytes to decide whether a recorded sequence equals a captured
+// graph (device_state.h). Host-varying values (ids, positions) are never fields: they are read
+// on the device from staged arrays.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/device_state.h"
+
+namespace sbits::kernels::cuda {
+
+// A tiled weight on the device (kernels/quant/tiled.h TiledDesc with device pointers).
+struct TiledDev {
+  const uint8_t* data;       // tensor bytes (tile offsets are relative to this)
+  const uint8_t* bits;       // [tiles_r * tiles_c]
+  const uint64_t* offsets;   // [tiles_r * tiles_c]
+  // [tiles_r * tiles_c + 1] offsets / 16, the last one the tensor's size: tiles lie in index
+  // order, so tile i spans [offs16[i], offs16[i + 1]) * 16. Null when they do not fit 32 bits.
+  const uint32_t* offs16;
+  int64_t rows, cols, tile_rows, tile_cols, group, tiles_r, tiles_c;
+};
+
+struct EmbedArgs {
+  const void* table;  // dense tables
+  int64_t type;       // WeightType
+  int64_t cols;
+  const int32_t* ids;  // staged
+  int64_t n;
+  float* out;
+  TiledDev tiled;  // type == tiled
+};
+
+struct RmsnormArgs {
+  const float* x;
+  const void* w;
+  int64_t wtype, width, n;
+  double eps;
+  float* out;
+};
+
+struct RopeArgs {
+  float* x;
+  const RowInfo* rows;  // staged
+  int64_t n, n_heads, head_dim, neox;
+  double theta;
+};
+
+struct KvStoreArgs {
+  void* k_cache;
+  void* v_cache;
+  const float* k;
+  const float* v;
+  const RowInfo* rows;  // staged
+  int64_t n, layer, n_slots, n_ctx, n_kv_heads, head_dim, f16;
+};
+
+struct AttentionArgs {
+  const float* q;
+  const void* k_cache;
+  const void* v_cache;
+  const RowInfo* rows;  // staged
+  float* out;
+  float* partial;  // [n][n_heads][splits][head_dim + 2] when splits > 1
+  int64_t n, layer, n_slots, n_ctx, n_heads, n_kv_heads, head_dim, f16;
+  int64_t splits, chunk;  // positions [s * chunk, (s + 1) * chunk) go to split s
+};
+
+struct SwigluArgs {
+  const float* gate;
+  const float* up;
+  float* out;
+  int64_t count;
+};
+
+struct AddArgs {
+  float* x;
+  const float* y;
+  int64_t count;
+};
+
+struct GetRowsArgs {
+  const float* x;
+  const int32_t* src_rows;  // staged
+  float* out;
+  int64_t n, width;
+};
+
+struct CopyArgs {
+  void* dst;
+  const void* src;
+  int64_t bytes;
+};
+
+// x [n, cols] f32 -> out [n, ld] f16 (or bf16), columns cols..ld zero; with sums != null also
+// sums[t * 8 + j] = sum over columns [128 t, 128 t + 128) of row j of the f16 values (n <= 8).
+struct ConvertXArgs {
+  const float* x;
+  void* out;
+  float* sums;
+  int64_t n, cols, ld, bf16;
+};
+
+struct DenseMatvecArgs {
+  const void* w;
+  int64_t type, rows, cols;
+  const float* x;
+  float* y;
+  int64_t n, accumulate;
+};
+
+// y[n, ldy] (+)= x[n, k] W^T through cuBLAS. type: f32 (x f32) or f16/bf16 (x in that type).
+struct GemmArgs {
+  const void* w;
+  int64_t type, rows, cols, ldw;
+  const void* x;
+  int64_t ldx;
+  float* y;
+  int64_t ldy, n, accumulate;
+};
+
+// The tensor-core tiled matvec (tiled_mma.cu); see tiled_mma.cuh for the layout it requires.
+struct TiledMmaArgs {
+  TiledDev t;
+  const uint16_t* x_half;  // [n][ld] f16, zero-padded to 128 * tiles_c columns
+  const float* x_sums;     // [tiles_c][8] per-tile-column sums of x_half
+  int64_t ld, n;
+  float* y;
+  int64_t accumulate;
+  int64_t tiles_per_split, splits;
+  float* partial;      // [splits][n][rows] when splits > 1
+  uint32_t* counters;  // one per block row, zero between launches
+  int64_t variant;
+  int64_t pdl;  // launch as a programmatic dependent of the previous kernel
+};
+
+// Any tiled layout, n <= 8 rows, f32 x: one block per output row, the reference dequantization.
+struct TiledGenericArgs {
+  TiledDev t;
+  const float* x;
+  float* y;
+  int64_t n, accumulate;
+};
+
+// Rows [row0, row0 + nrows) of a tiled weight as f16: out[(r - row0) * cols + c].
+struct DequantArgs {
+  TiledDev t;
+  uint16_t* out;
+  int64_t row0, nrows;
+};
+
+void launch_embed(const EmbedArgs& a, const ExecContext& c);
+void launch_rmsnorm(const RmsnormArgs& a, const ExecContext& c);
+void launch_rope(const RopeArgs& a, const ExecContext& c);
+void launch_kv_store(const KvStoreArgs& a, const ExecContext& c);
+void launch_attention(const AttentionArgs& a, const ExecContext& c);
+void launch_swiglu(const SwigluArgs& a, const ExecContext& c);
+void launch_add(const AddArgs& a, const ExecContext& c);
+void launch_get_rows(const GetRowsArgs& a, const ExecContext& c);
+void launch_copy(const CopyArgs& a, const ExecContext& c);
+void launch_convert_x(const ConvertXArgs& a, const ExecContext& c);
+void launch_dense_matvec(const DenseMatvecArgs& a, const ExecContext& c);
+void launch_gemm(const GemmArgs& a, const ExecContext& c);
+void launch_tiled_mma(const TiledMmaArgs& a, const ExecContext& c);
+void launch_tiled_generic(const TiledGenericArgs& a, const ExecContext& c);
+void launch_dequant(const DequantArgs& a, const ExecContext& c);
+
+// Largest head_dim attention takes.
+int attention_max_head_dim();
+// Tiled-mma variants (tiled_mma.cu). Variant 0 needs tile_rows % 16 == 0 and has blocks of 16
+// rows x 4 tile-column chunks; 1..3 need tile_rows == 64 and have blocks of one tile strip x
+// one chunk. A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
+// block row needs one split-K counter.
+constexpr int kTiledMmaVariants = 4;
+constexpr int kTiledMmaMaxTilesPerWarp = 31;  // lane 31 holds the end of the last tile
+constexpr int tiled_mma_block_rows(int64_t variant) { return variant == 0 ? 16 : 64; }
+// Variants 2 and 3 also need TiledDev::offs16.
+constexpr bool tiled_mma_needs_offs16(int64_t variant) { return variant >= 2; }
+constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 ? 4 : 1; }
+
+// Rows of x one dense/tiled matvec launch takes (more go through cuBLAS).
+constexpr int kMatvecMaxRows = 8;
+
+// The adapter that lets the op queue call a launcher: OpQueue::push(run<A, launch_x>, args).
+template <class A, void (*F)(const A&, const ExecContext&)>
+void run(const void* args, const ExecContext& c) {
+  F(*static_cast<const A*>(args), c);
+}
+
+}  // namespace sbits::kernels::cuda
