@@ -1,0 +1,95 @@
+// kv_store and attention of the CUDA backend against the CPU backend: several slots at
+// different positions in one batch, grouped-query attention, f16 and f32 caches, head sizes
+// that do and do not allow 16-byte loads, and contexts long enough to split across blocks.
+// Outputs are convex combinations of values in [-1, 1]: the tolerance is absolute, 2e-5 (f32
+// softmax, different summation order; the caches hold identical f16 values).
+#include <doctest/doctest.h>
+
+#include "tests/cuda/cuda_test_util.h"
+
+namespace sbits::kernels::test {
+namespace {
+
+struct Config {
+  int n_heads, n_kv_heads, head_dim, n_ctx;
+  KvType type;
+};
+
+void check_attention(const Config& c, std::mt19937_64& rng) {
+  auto cpu = make_cpu_backend(2);
+  auto gpu = make_cuda();
+  KvCacheDesc d;
+  d.n_layers = 2;
+  d.n_slots = 3;
+  d.n_ctx = c.n_ctx;
+  d.n_kv_heads = c.n_kv_heads;
+  d.head_dim = c.head_dim;
+  d.type = c.type;
+  auto cc = cpu->create_kv_cache(d), cg = gpu->create_kv_cache(d);
+  const int kv_width = c.n_kv_heads * c.head_dim, q_width = c.n_heads * c.head_dim;
+  // Fill slot s up to position len[s] - 1 in chunks (prefill-like), in layer 1.
+  const int len[3] = {c.n_ctx, std::max(1, c.n_ctx / 2), 1};
+  for (int s = 0; s < 3; ++s) {
+    for (int p0 = 0; p0 < len[s]; p0 += 37) {
+      const int n = std::min(37, len[s] - p0);
+      std::vector<RowInfo> rows;
+      for (int i = 0; i < n; ++i) rows.push_back({s, p0 + i});
+      const std::vector<float> k = random_floats(rng, size_t(n * kv_width)), v = random_floats(rng, size_t(n * kv_width));
+      auto kc = make_buffer(*cpu, k), vc = make_buffer(*cpu, v), kg = make_buffer(*gpu, k), vg = make_buffer(*gpu, v);
+      cpu->kv_store(*cc, 1, *kc, *vc, n, rows.data());
+      gpu->kv_store(*cg, 1, *kg, *vg, n, rows.data());
+    }
+  }
+  // One batch: rows of every slot at various positions (decode and prefill rows mixed).
+  std::vector<RowInfo> rows = {{0, c.n_ctx - 1}, {2, 0}, {1, len[1] - 1}, {0, 0}, {0, c.n_ctx / 3}};
+  const int n = int(rows.size());
+  const std::vector<float> q = random_floats(rng, size_t(n * q_width), -2.0f, 2.0f);
+  auto qc = make_buffer(*cpu, q), qg = make_buffer(*gpu, q);
+  auto oc = cpu->alloc(size_t(n * q_width)), og = gpu->alloc(size_t(n * q_width));
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim};
+  cpu->attention(*qc, *cc, 1, n, rows.data(), shape, *oc);
+  gpu->attention(*qg, *cg, 1, n, rows.data(), shape, *og);
+  INFO("heads ", c.n_heads, "/", c.n_kv_heads, " head_dim ", c.head_dim, " n_ctx ", c.n_ctx, " f16 ",
+       c.type == KvType::f16);
+  CHECK(max_abs_diff(read_all(*gpu, *og), read_all(*cpu, *oc)) <= 2e-5);
+  // q and out may be the same buffer.
+  gpu->attention(*qg, *cg, 1, n, rows.data(), shape, *qg);
+  CHECK(max_abs_diff(read_all(*gpu, *qg), read_all(*cpu, *oc)) <= 2e-5);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: attention over the KV cache matches the CPU") {
+  std::mt19937_64 rng(11);
+  const Config configs[] = {
+      {8, 4, 8, 40, KvType::f16},      {8, 4, 8, 40, KvType::f32},     {4, 4, 64, 100, KvType::f16},
+      {6, 2, 6, 70, KvType::f16},      {6, 2, 6, 70, KvType::f32},     {32, 8, 128, 1000, KvType::f16},
+      {8, 8, 128, 4100, KvType::f16},  {2, 1, 256, 300, KvType::f32},  {5, 5, 34, 129, KvType::f16},
+  };
+  for (const Config& c : configs) check_attention(c, rng);
+}
+
+TEST_CASE("cuda: kv_store and attention refuse bad rows, layers and unstored positions") {
+  auto gpu = make_cuda();
+  KvCacheDesc d;
+  d.n_layers = 2;
+  d.n_slots = 2;
+  d.n_ctx = 8;
+  d.n_kv_heads = 1;
+  d.head_dim = 4;
+  auto c = gpu->create_kv_cache(d);
+  auto k = gpu->alloc(8), q = gpu->alloc(8), out = gpu->alloc(8);
+  const RowInfo bad_slot{2, 0}, bad_pos{0, 8}, ok{0, 0}, later{0, 3};
+  CHECK_THROWS_WITH_AS(gpu->kv_store(*c, 0, *k, *k, 1, &bad_slot), doctest::Contains("slot = 2 is outside"), KernelError);
+  CHECK_THROWS_WITH_AS(gpu->kv_store(*c, 0, *k, *k, 1, &bad_pos), doctest::Contains("pos = 8 is outside"), KernelError);
+  CHECK_THROWS_WITH_AS(gpu->kv_store(*c, 2, *k, *k, 1, &ok), doctest::Contains("layer 2 is outside"), KernelError);
+  gpu->kv_store(*c, 0, *k, *k, 1, &ok);
+  const AttentionShape shape{2, 1, 4};
+  CHECK_THROWS_WITH_AS(gpu->attention(*q, *c, 0, 1, &later, shape, *out), doctest::Contains("not stored yet"),
+                       KernelError);
+  gpu->attention(*q, *c, 0, 1, &ok, shape, *out);
+  d.head_dim = 512;
+  CHECK_THROWS_WITH_AS(gpu->create_kv_cache(d), doctest::Contains("head_dim 512 exceeds"), KernelError);
+}
+
+}  // namespace sbits::kernels::test
