@@ -106,8 +106,9 @@ typedef int (*sbits_progress_callback)(float progress, void *user_data);
 
 typedef struct sbits_model_params {
   size_t struct_size;
-  const char *backend;  /* "auto" (default) or "cpu"; "cuda" and "vulkan" fail for now.
-                           NULL means "auto". Copied during the call. */
+  const char *backend;  /* "auto" (default: a GPU backend when one is built in and a device is
+                           present, else "cpu"), "cpu", or "cuda" in builds with the CUDA
+                           backend; others fail with SBITS_ERR_BACKEND. NULL means "auto". */
   int32_t n_threads;    /* CPU threads; 0 (default) = every core this process may use */
   int32_t device;       /* GPU index for GPU backends (default 0) */
   int32_t verify_tensors; /* non-zero: check every tensor's checksum at load (default 0) */
