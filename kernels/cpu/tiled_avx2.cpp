@@ -62,13 +62,6 @@ SBITS_AVX2 inline __m256 codes8(const uint32_t* p0, const uint32_t* p1) {
   return _mm256_cvtepi32_ps(q);
 }
 
-SBITS_AVX2 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Accumulators per x row: with one or two x rows, 4 or 2 independent sums hide the FMA latency.
 template <int NX>
 constexpr int kAccPerRow = NX == 1 ? 4 : NX == 2 ? 2 : 1;
@@ -91,7 +84,7 @@ SBITS_AVX2 inline void flush(__m256 (&a)[NX][kAccPerRow<NX>], float* acc) {
   for (int j = 0; j < NX; ++j) {
     __m256 t = a[j][0];
     for (int i = 1; i < kAccPerRow<NX>; ++i) t = _mm256_add_ps(t, a[j][i]);
-    acc[j] += hsum(t);
+    _mm256_storeu_ps(acc + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * j), t));
   }
 }
 
@@ -116,7 +109,7 @@ SBITS_AVX2 void decode_codec(const TileView& t, const float* x, int64_t ldx, flo
         unit_step<Codec, NX, 3>(p0, p1, s, m, xu, ldx, a);
       }
     }
-    flush<NX>(a, acc + r * NX);
+    flush<NX>(a, acc + r * NX * 8);
   }
 }
 
@@ -135,7 +128,7 @@ SBITS_AVX2 void decode_f16(const TileView& t, const float* x, int64_t ldx, float
       fma_rows<NX, 2>(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(w + c + 16))), xu, ldx, a);
       fma_rows<NX, 3>(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(w + c + 24))), xu, ldx, a);
     }
-    flush<NX>(a, acc + r * NX);
+    flush<NX>(a, acc + r * NX * 8);
   }
 }
 

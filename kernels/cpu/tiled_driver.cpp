@@ -9,6 +9,7 @@
 namespace sbits::kernels::cpu {
 namespace {
 constexpr int kMaxTileCols = 4096;  // formats/tiled_layout.h caps C here
+constexpr int kLanes = 8;           // partial sums per output (TiledKernels::decode_tile)
 }  // namespace
 
 const TiledKernels& tiled_kernels_for(CpuIsa isa) {
@@ -17,16 +18,16 @@ const TiledKernels& tiled_kernels_for(CpuIsa isa) {
 }
 
 size_t tiled_decode_scratch_floats(const quant::TiledDesc& d) {
-  return size_t(kDecodeMaxRows) * (size_t(d.tile_rows) + size_t(d.tile_cols));
+  return size_t(kDecodeMaxRows) * (size_t(d.tile_rows) * kLanes + size_t(d.tile_cols));
 }
 
 void tiled_decode_strip(const TiledKernels& k, const quant::TiledDesc& d, int64_t tr, const float* x, int n,
                         float* y, int64_t ldy, bool accumulate, float* scratch) {
   const int64_t r0 = tr * d.tile_rows;
   const int rows = int(std::min<int64_t>(d.tile_rows, d.rows - r0));
-  float* acc = scratch;                                    // [rows][n]
-  float* xpad = scratch + size_t(d.tile_rows) * kDecodeMaxRows;  // [n][32 * units] for an edge tile
-  std::fill(acc, acc + rows * n, 0.0f);
+  float* acc = scratch;                                                  // [rows][n][kLanes]
+  float* xpad = scratch + size_t(d.tile_rows) * kDecodeMaxRows * kLanes;  // [n][32 * units], edge tile
+  std::fill(acc, acc + rows * n * kLanes, 0.0f);
   for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
     const quant::TileView t = quant::tile_view(d, tr, tc);
     const int64_t c0 = tc * d.tile_cols;
@@ -47,7 +48,11 @@ void tiled_decode_strip(const TiledKernels& k, const quant::TiledDesc& d, int64_
   }
   for (int j = 0; j < n; ++j) {
     float* yj = y + j * ldy + r0;
-    for (int r = 0; r < rows; ++r) yj[r] = (accumulate ? yj[r] : 0.0f) + acc[r * n + j];
+    for (int r = 0; r < rows; ++r) {
+      const float* a = acc + (r * n + j) * kLanes;
+      const float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      yj[r] = (accumulate ? yj[r] : 0.0f) + sum;
+    }
   }
 }
 

@@ -24,8 +24,11 @@ namespace sbits::kernels::cpu {
 
 struct TiledKernels {
   CpuIsa isa = CpuIsa::scalar;
-  // acc[r * n + j] += dot(row r of the tile, x row j) for r < t.rows, j < n (1..8). x rows are
-  // ldx floats apart and hold 32 * t.units columns (the caller zero-pads an edge tile's x).
+  // acc[(r * n + j) * 8 + l] += lane l of dot(row r of the tile, x row j) for r < t.rows,
+  // j < n (1..8): 8 partial sums per output, added across the tiles of a strip and reduced
+  // once at its end (a horizontal sum per tile row would cost as much as decoding its 128
+  // weights). x rows are ldx floats apart and hold 32 * t.units columns (the caller zero-pads
+  // an edge tile's x).
   void (*decode_tile)(const quant::TileView& t, const float* x, int64_t ldx, int n, float* acc) = nullptr;
   // out[0 .. 32 * t.units) = row r of the tile as f32 (padding columns included).
   void (*dequantize_row)(const quant::TileView& t, int r, float* out) = nullptr;

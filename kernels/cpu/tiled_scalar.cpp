@@ -19,7 +19,7 @@ void decode_tile(const quant::TileView& t, const float* x, int64_t ldx, int n, f
       float s[kLanes] = {};
       for (int c = 0; c < width; c += kLanes)
         for (int l = 0; l < kLanes; ++l) s[l] += w[c + l] * xj[c + l];
-      acc[r * n + j] += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      for (int l = 0; l < kLanes; ++l) acc[(r * n + j) * kLanes + l] += s[l];
     }
   }
 }
