@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "formats/dtype_convert.h"
 #include "kernels/quant/hd.h"
@@ -12,6 +13,7 @@ namespace sbits::quantizer {
 namespace {
 
 constexpr float kF16Max = 65504.0f;
+constexpr int kMaxGroup = 4096;  // G <= C <= 4096 (formats/tiled_layout.h)
 
 inline float code_max(int bits) { return float((1u << bits) - 1u); }
 
@@ -31,17 +33,26 @@ bool make_fit(float scale, float min, GroupFit& f) {
   return std::isfinite(f.scale) && std::isfinite(f.min);
 }
 
-// Fast candidate error (float, vectorizable): codes by round-half-up after clamping, which is
-// the nearest grid point except at exact ties.
+// Fast candidate error (float): codes by round-half-up after clamping, which is the nearest
+// grid point except at exact ties. Eight independent partial sums let the compiler vectorize
+// the loop (a single float accumulator would have to stay in order). h has n entries.
 float candidate_error(const float* w, const float* h, int n, float maxq, float s, float m) {
   const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-  float err = 0.0f;
-  for (int i = 0; i < n; ++i) {
+  float acc[8] = {};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; ++l) {
+      const float t = std::min(std::max((w[i + l] - m) * inv, 0.0f), maxq);
+      const float d = w[i + l] - (float(int(t + 0.5f)) * s + m);
+      acc[l] += h[i + l] * d * d;
+    }
+  }
+  for (; i < n; ++i) {
     const float t = std::min(std::max((w[i] - m) * inv, 0.0f), maxq);
     const float d = w[i] - (float(int(t + 0.5f)) * s + m);
-    err += (h ? h[i] : 1.0f) * d * d;
+    acc[0] += h[i] * d * d;
   }
-  return err;
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 // Weighted least-squares {scale, min} for fixed codes q: minimises sum h (s q + m - w)^2.
@@ -125,8 +136,11 @@ GroupFit fit_group_mse(const float* w, const float* h, int n, int bits, const Ms
   minmax(w, n, mn, mx);
   const float range = mx - mn, maxq = code_max(bits);
   if (!(range > 0.0f)) return rtn;
+  if (n > kMaxGroup) throw QuantizerError("tile quantizer: group of " + std::to_string(n) + " weights (at most 4096)");
+  static const std::vector<float> ones(kMaxGroup, 1.0f);
+  const float* hw = h ? h : ones.data();  // the search always weights; h = 1 without calibration
   GroupFit best = rtn;
-  float best_err = candidate_error(w, h, n, maxq, rtn.scale, rtn.min);
+  float best_err = candidate_error(w, hw, n, maxq, rtn.scale, rtn.min);
   // Candidates: the range shrunk by alpha, kept at the bottom, centre or top of [min, max].
   const int steps = std::max(opt.shrink_steps, 1);
   for (int k = 1; k <= steps; ++k) {
@@ -134,7 +148,7 @@ GroupFit fit_group_mse(const float* w, const float* h, int n, int bits, const Ms
     for (float beta : {0.0f, 0.5f, 1.0f}) {
       GroupFit f;
       if (!make_fit(alpha * range / maxq, mn + beta * (1.0f - alpha) * range, f)) continue;
-      const float e = candidate_error(w, h, n, maxq, f.scale, f.min);
+      const float e = candidate_error(w, hw, n, maxq, f.scale, f.min);
       if (e < best_err) {
         best_err = e;
         best = f;
@@ -142,19 +156,19 @@ GroupFit fit_group_mse(const float* w, const float* h, int n, int bits, const Ms
     }
   }
   // Refit scale and min to the winner's codes (least squares), keep it while it helps.
-  uint8_t q[4096];
-  for (int round = 0; round < opt.refit_rounds && n <= 4096; ++round) {
+  uint8_t q[kMaxGroup];
+  for (int round = 0; round < opt.refit_rounds; ++round) {
     quantize_group(w, h, n, bits, best, q);
     GroupFit f;
     if (!refit(w, h, q, n, f)) break;
-    const float e = candidate_error(w, h, n, maxq, f.scale, f.min);
+    const float e = candidate_error(w, hw, n, maxq, f.scale, f.min);
     if (!(e < best_err)) break;
     best_err = e;
     best = f;
   }
   // The float search can misjudge near-ties; the exact error decides against rtn, so that mse
   // is never worse than rtn in the weighted error.
-  if (n <= 4096 && quantize_group(w, h, n, bits, rtn, q) <= quantize_group(w, h, n, bits, best, q)) return rtn;
+  if (quantize_group(w, h, n, bits, rtn, q) <= quantize_group(w, h, n, bits, best, q)) return rtn;
   return best;
 }
 

@@ -6,6 +6,7 @@
 // with per-lane shift counts (the interleaved positions of codec_plane.h) and one vpand give
 // the codes; a second plane adds a shift and an or. Then vcvtdq2ps and one FMA with the
 // group's scale and min give the weights, exactly as quant::dequantize_tile_row computes them.
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/tiled_kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -13,6 +14,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #define SBITS_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -139,18 +142,16 @@ void decode_nx(const TileView& t, const float* x, int64_t ldx, float* acc) {
   quant::dispatch_codec(t.bits, [&](auto codec) { decode_codec<decltype(codec), NX>(t, x, ldx, acc); });
 }
 
+// decode_nx<1> .. decode_nx<kDecodeMaxRows>, indexed by n - 1.
+using DecodeFn = void (*)(const TileView&, const float*, int64_t, float*);
+template <size_t... I>
+constexpr std::array<DecodeFn, sizeof...(I)> decode_table(std::index_sequence<I...>) {
+  return {&decode_nx<int(I) + 1>...};
+}
+constexpr auto kDecodeByRows = decode_table(std::make_index_sequence<kDecodeMaxRows>());
+
 void decode_tile(const TileView& t, const float* x, int64_t ldx, int n, float* acc) {
-  switch (n) {
-    case 1: return decode_nx<1>(t, x, ldx, acc);
-    case 2: return decode_nx<2>(t, x, ldx, acc);
-    case 3: return decode_nx<3>(t, x, ldx, acc);
-    case 4: return decode_nx<4>(t, x, ldx, acc);
-    case 5: return decode_nx<5>(t, x, ldx, acc);
-    case 6: return decode_nx<6>(t, x, ldx, acc);
-    case 7: return decode_nx<7>(t, x, ldx, acc);
-    case 8: return decode_nx<8>(t, x, ldx, acc);
-    default: return;  // the caller never passes more than kDecodeMaxRows
-  }
+  if (n >= 1 && n <= kDecodeMaxRows) kDecodeByRows[size_t(n - 1)](t, x, ldx, acc);
 }
 
 template <class Codec, int V>
