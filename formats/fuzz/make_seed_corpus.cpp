@@ -1,12 +1,15 @@
 // Writes a few small valid .sbits files into DIR, as seeds for fuzz_sbits_reader: a tiny
 // complete model (so the fuzzer reaches model validation), a file with every plain layout and
-// metadata type, and an empty file with metadata only.
+// metadata type, a tiled (quantized) tensor with mixed bitwidths and edge tiles, and an empty
+// file with metadata only.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include "formats/model_config.h"
 #include "formats/sbits_file.h"
+#include "formats/tiled_layout.h"
 
 namespace {
 
@@ -54,6 +57,18 @@ void all_types(const std::string& path) {
   w.commit();
 }
 
+// Layout 16 with small tiles so the fuzzer reaches every tile shape and bitwidth cheaply:
+// [6, 40] in 4 x 32 tiles is four tiles, three of them edge tiles.
+void tiled(const std::string& path) {
+  const TiledParams p{4, 32, 32};
+  const std::vector<uint8_t> bits = {2, 16, 5, 8};
+  std::vector<uint8_t> d(tiled_tensor_bytes(p, 6, 40, bits), 0);
+  std::copy(bits.begin(), bits.end(), d.begin());
+  SbitsWriter w(path, {});
+  w.add_tensor("w", kTiledLayoutId, kTiledLayoutVersion, {6, 40}, d, encode_tiled_aux(p));
+  w.commit();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -66,6 +81,7 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(dir);
     tiny_model(dir + "/tiny_model.sbits");
     all_types(dir + "/all_types.sbits");
+    tiled(dir + "/tiled.sbits");
     SbitsWriter(dir + "/metadata_only.sbits", {}).commit();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sbits_make_seed_corpus: error: %s\n", e.what());
