@@ -36,7 +36,6 @@ void Job::emit(std::string_view text, const TokenRecord* token) {
     pending_.text.append(text);
     if (token) pending_.tokens.push_back(*token);
   }
-  cv_.notify_all();
 }
 
 void Job::finish(FinishReason reason, int prompt_tokens, int completion_tokens, std::string error) {

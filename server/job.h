@@ -66,8 +66,11 @@ class Job {
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
 
-  // Producer side.
+  // Producer side. emit() only stores the output; publish() wakes the consumer. The
+  // scheduler publishes once per step, after every slot has sampled, so that waking 16
+  // HTTP threads does not preempt it in the middle of a step.
   void emit(std::string_view text, const TokenRecord* token);
+  void publish() { cv_.notify_all(); }
   void finish(FinishReason reason, int prompt_tokens, int completion_tokens, std::string error = {});
   bool finished() const;
 

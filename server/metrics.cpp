@@ -57,6 +57,8 @@ std::string prometheus_text(const SchedulerStats* s, const HttpCounters& http) {
   metric(out, "sbits_generated_tokens_total", "counter", "Tokens generated (tokens out).", s->generated_tokens);
   metric(out, "sbits_batch_steps_total", "counter", "Batched forward passes run.", s->steps);
   metric(out, "sbits_batch_rows_total", "counter", "Rows (tokens) run in those passes.", s->batch_rows);
+  metric(out, "sbits_forward_seconds_total", "counter", "Time spent in batched forward passes.", s->forward_seconds);
+  metric(out, "sbits_sampling_seconds_total", "counter", "Time spent sampling and detokenizing after them.", s->sample_seconds);
   metric(out, "sbits_queue_length", "gauge", "Requests waiting for a slot.", uint64_t(s->queue_length));
   metric(out, "sbits_slots_busy", "gauge", "Slots generating or prefilling.", uint64_t(s->slots_busy));
   metric(out, "sbits_slots_busy_peak", "gauge", "The most slots busy at once since start.", uint64_t(s->peak_slots_busy));

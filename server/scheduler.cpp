@@ -114,6 +114,8 @@ SchedulerStats Scheduler::stats() const {
   s.generated_tokens = generated_tokens_.load();
   s.steps = steps_.load();
   s.batch_rows = batch_rows_.load();
+  s.forward_seconds = static_cast<double>(forward_ns_.load()) * 1e-9;
+  s.sample_seconds = static_cast<double>(sample_ns_.load()) * 1e-9;
   std::lock_guard<std::mutex> lock(mu_);
   s.queue_length = static_cast<int>(queue_.size());
   const auto since = Clock::now() - kRateWindow;
@@ -261,12 +263,14 @@ void Scheduler::build_batch() {
 void Scheduler::step() {
   build_batch();
   if (rows_.empty()) return;
+  const auto t0 = Clock::now();
   try {
     forward_.run(*cache_, tokens_, rows_, logit_rows_, logits_.data());
   } catch (const std::exception& e) {
     fail_batch(e.what());
     return;
   }
+  const auto t1 = Clock::now();
   steps_.fetch_add(1);
   batch_rows_.fetch_add(rows_.size());
   const uint64_t before = generated_tokens_.load();
@@ -281,6 +285,11 @@ void Scheduler::step() {
     }
   }
   count_generated(generated_tokens_.load() - before);
+  for (auto& job : touched_) job->publish();
+  touched_.clear();
+  const auto t2 = Clock::now();
+  forward_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+  sample_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count()));
 }
 
 void Scheduler::fail_batch(const std::string& what) {
@@ -307,6 +316,7 @@ void Scheduler::on_logits(Slot& slot, std::span<float> logits) {
   generated_tokens_.fetch_add(1);
   const std::string text = slot.stops->push(slot.decoder->push(id));
   slot.job->emit(text, want_logprobs ? &rec : nullptr);
+  touched_.push_back(slot.job);
   slot.prev = id;
   if (slot.stops->stopped()) {
     finish(slot, FinishReason::stop);

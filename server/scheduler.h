@@ -45,6 +45,8 @@ struct SchedulerStats {
   uint64_t admitted = 0, completed = 0, cancelled = 0, timed_out = 0, failed = 0, rejected = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, batch_rows = 0;
+  double forward_seconds = 0;  // time in Forward::run
+  double sample_seconds = 0;   // time choosing tokens and detokenizing, after the forward pass
   double tokens_per_second = 0;  // generated tokens over the last few seconds
 };
 
@@ -99,6 +101,7 @@ class Scheduler {
   std::vector<int32_t> logit_rows_;
   std::vector<int> logit_slots_;
   std::vector<float> logits_;
+  std::vector<std::shared_ptr<Job>> touched_;  // jobs that got output this step, to publish
 
   mutable std::mutex mu_;  // guards queue_, stopping_ and the rate window
   std::condition_variable cv_;
@@ -109,6 +112,7 @@ class Scheduler {
   std::atomic<int> busy_{0}, peak_busy_{0};
   std::atomic<uint64_t> admitted_{0}, completed_{0}, cancelled_{0}, timed_out_{0}, failed_{0}, rejected_{0};
   std::atomic<uint64_t> prompt_tokens_{0}, generated_tokens_{0}, steps_{0}, batch_rows_{0};
+  std::atomic<uint64_t> forward_ns_{0}, sample_ns_{0};
   std::thread thread_;
 };
 

@@ -311,3 +311,26 @@ TEST_CASE("--timeout ends a request: 504, or an error event in a stream") {
   CHECK(fetch_metric(s, "sbits_slots_busy") == 0);
   CHECK(s.stop() == 0);
 }
+
+TEST_CASE("SIGTERM ends streams in flight with an error event and [DONE], then exits 0") {
+  ServerProcess s(server_test_model(kTech), {"--parallel", "2", "--ctx", "1024"});
+  std::promise<void> started;
+  bool first = true;
+  std::string body;
+  auto stream = std::async(std::launch::async, [&] {
+    return post_stream(s, "/v1/completions", {{"prompt", "The kernel"}, {"max_tokens", 900}, {"stream", true}},
+                       [&](const std::string& d) {
+                         body += d;
+                         if (first) started.set_value();
+                         first = false;
+                         return true;
+                       });
+  });
+  REQUIRE(started.get_future().wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  CHECK(s.stop() == 0);
+  stream.wait();
+  const StreamResult sr = parse_sse(body);
+  CHECK(sr.done);
+  REQUIRE_FALSE(sr.events.empty());
+  CHECK(sr.events.back()["error"]["message"] == "the server is shutting down");
+}
