@@ -35,7 +35,8 @@ sbits_install_deps() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# sbits_build DIR [cmake args...]: configure once, then build incrementally on all cores.
+# sbits_build DIR [cmake args...]: configure once, then build incrementally on all cores
+# (only the targets named in $SBITS_TARGETS, when set).
 sbits_build() {
   local dir=$1; shift
   local gen=()
@@ -45,7 +46,9 @@ sbits_build() {
   else
     cmake "$SBITS_ROOT/$dir" "$@" >/dev/null
   fi
-  cmake --build "$SBITS_ROOT/$dir" -j "$(nproc)"
+  local targets=()
+  [ -n "${SBITS_TARGETS:-}" ] && targets=(--target $SBITS_TARGETS)
+  cmake --build "$SBITS_ROOT/$dir" -j "$(nproc)" "${targets[@]}"
 }
 
 sbits_require_data() {
