@@ -33,7 +33,7 @@ An OpenAI-compatible HTTP API: /v1/chat/completions, /v1/completions, /v1/models
   --api-key KEY          require 'Authorization: Bearer KEY' (all routes but /health)
   --api-key-file F       the same, with the key read from the first line of F
   --parallel N           requests generated at once, one KV-cache slot each (default 4)
-  --ctx N                context positions per slot (default: the model's)
+  --ctx N                context positions per slot (default: the model's, at most 4096)
   --max-queue N          requests waiting for a slot; beyond, 503 + Retry-After (default 64)
   --timeout S            seconds a request may take, queue included (default 600; 0 = none)
   --batch N              prompt tokens prefilled per step, shared by new requests (default 64)

@@ -25,9 +25,18 @@ SchedulerOptions validated(const SchedulerOptions& o) {
   return o;
 }
 
+// Without --ctx, each slot gets the model's context up to this many positions: the KV cache
+// is n_slots times a context, and models trained on 128K positions would not fit otherwise.
+constexpr uint64_t kDefaultMaxCtx = 4096;
+
+int sampling_threads(const SchedulerOptions& o) {
+  if (o.sampling_threads > 0) return o.sampling_threads;
+  return std::max(1, std::min(o.n_slots, static_cast<int>(std::thread::hardware_concurrency())));
+}
+
 int resolve_ctx(const Model& model, int requested) {
   if (requested > 0) return requested;
-  return static_cast<int>(std::min<uint64_t>(model.config().context_length, 1u << 24));
+  return static_cast<int>(std::min<uint64_t>(model.config().context_length, kDefaultMaxCtx));
 }
 
 }  // namespace
@@ -50,7 +59,8 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
       options_(validated(options)),
       n_ctx_(resolve_ctx(model, options.n_ctx)),
       vocab_(static_cast<int32_t>(model.config().vocab_size)),
-      forward_(model, options.n_slots + options.prefill_rows) {
+      forward_(model, options.n_slots + options.prefill_rows),
+      sampling_pool_(sampling_threads(options)) {
   cache_ = forward_.make_kv_cache(options_.n_slots, n_ctx_, options_.kv_type);
   slots_.resize(static_cast<size_t>(options_.n_slots));
   logits_.resize(static_cast<size_t>(options_.n_slots) * static_cast<size_t>(vocab_));
@@ -274,22 +284,27 @@ void Scheduler::step() {
   steps_.fetch_add(1);
   batch_rows_.fetch_add(rows_.size());
   const uint64_t before = generated_tokens_.load();
-  for (size_t j = 0; j < logit_slots_.size(); ++j) {
-    Slot& s = slots_[static_cast<size_t>(logit_slots_[j])];
-    std::span<float> logits(logits_.data() + j * static_cast<size_t>(vocab_), static_cast<size_t>(vocab_));
-    try {
-      on_logits(s, logits);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "sbits-server: internal error while sampling: %s\n", e.what());
-      finish(s, FinishReason::error, std::string("internal error while sampling: ") + e.what());
-    }
-  }
+  sampling_pool_.run(static_cast<int>(logit_slots_.size()), [this](int j) { sample(static_cast<size_t>(j)); });
   count_generated(generated_tokens_.load() - before);
-  for (auto& job : touched_) job->publish();
-  touched_.clear();
+  // Wake the consumers once, now that every slot has its token (finished jobs woke already).
+  for (int i : logit_slots_)
+    if (const auto& job = slots_[static_cast<size_t>(i)].job) job->publish();
   const auto t2 = Clock::now();
   forward_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
   sample_ns_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count()));
+}
+
+// Samples logit row j for its slot. Runs on a sampling thread: touches only that slot, its
+// job and atomic counters.
+void Scheduler::sample(size_t j) {
+  Slot& s = slots_[static_cast<size_t>(logit_slots_[j])];
+  std::span<float> logits(logits_.data() + j * static_cast<size_t>(vocab_), static_cast<size_t>(vocab_));
+  try {
+    on_logits(s, logits);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sbits-server: internal error while sampling: %s\n", e.what());
+    finish(s, FinishReason::error, std::string("internal error while sampling: ") + e.what());
+  }
 }
 
 void Scheduler::fail_batch(const std::string& what) {
@@ -316,7 +331,6 @@ void Scheduler::on_logits(Slot& slot, std::span<float> logits) {
   generated_tokens_.fetch_add(1);
   const std::string text = slot.stops->push(slot.decoder->push(id));
   slot.job->emit(text, want_logprobs ? &rec : nullptr);
-  touched_.push_back(slot.job);
   slot.prev = id;
   if (slot.stops->stopped()) {
     finish(slot, FinishReason::stop);

@@ -9,7 +9,8 @@
 // cancelled, finished or timed-out requests leave theirs at once.
 //
 // Threading: every Forward call runs on the scheduler's own thread (backends need not be
-// thread-safe across ops). submit(), stats() and shutdown() may be called from any thread.
+// thread-safe across ops); after it, the slots' tokens are sampled in parallel (each slot's
+// state is its own). submit(), stats() and shutdown() may be called from any thread.
 // Failures: a fault in the forward pass finishes the requests of that batch with
 // FinishReason::error (and is logged); the scheduler keeps serving the others.
 #pragma once
@@ -25,16 +26,18 @@
 
 #include "engine/forward.h"
 #include "server/job.h"
+#include "server/worker_pool.h"
 
 namespace sbits::server {
 
 struct SchedulerOptions {
   int n_slots = 4;          // requests generated at once
-  int n_ctx = 0;            // positions per slot; 0: the model's context length
+  int n_ctx = 0;            // positions per slot; 0: the model's context length, at most 4096
   int max_queue = 64;       // requests waiting for a slot; beyond: submit() refuses
   int prefill_rows = 64;    // prompt tokens per step (all admitted requests together)
   double timeout_s = 600;   // from submit() to the last token; 0: none
   kernels::KvType kv_type = kernels::KvType::f16;
+  int sampling_threads = 0; // threads sampling the slots of a step; 0: min(n_slots, cores)
 };
 
 struct SchedulerStats {
@@ -81,6 +84,7 @@ class Scheduler {
   void step();
   void build_batch();
   void fail_batch(const std::string& what);
+  void sample(size_t j);
   void on_logits(Slot& slot, std::span<float> logits);
   void finish(Slot& slot, FinishReason reason, std::string error = {});
   void count_finished(FinishReason reason);
@@ -101,13 +105,13 @@ class Scheduler {
   std::vector<int32_t> logit_rows_;
   std::vector<int> logit_slots_;
   std::vector<float> logits_;
-  std::vector<std::shared_ptr<Job>> touched_;  // jobs that got output this step, to publish
 
   mutable std::mutex mu_;  // guards queue_, stopping_ and the rate window
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   bool stopping_ = false;
   std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> rate_window_;
+  WorkerPool sampling_pool_;
 
   std::atomic<int> busy_{0}, peak_busy_{0};
   std::atomic<uint64_t> admitted_{0}, completed_{0}, cancelled_{0}, timed_out_{0}, failed_{0}, rejected_{0};

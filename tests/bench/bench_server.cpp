@@ -3,7 +3,7 @@
 //
 // Not a test: run by hand; writes bench/results/server-<model>-<machine>.{json,md}.
 //   bench_server MODEL.sbits [--streams 1,4,8,16] [--requests N] [--max-tokens N] [--ctx N]
-//                [--threads N] [--out DIR] [--server PATH] [--time-limit S]
+//                [--threads N] [--backend NAME] [--out DIR] [--server PATH] [--time-limit S]
 // Each of the C streams sends N streaming requests one after another (different prompts,
 // seeded sampling at temperature 0.8); tokens are the server's own completion_tokens counts.
 // Bounded: every request has max_tokens, every read a timeout, and the whole run a time limit.
@@ -35,10 +35,11 @@ struct Options {
   std::string model;
   std::string server = SBITS_SERVER_PATH;
   std::vector<int> streams = {1, 4, 8, 16};
-  int requests = 3;
-  int max_tokens = 96;
+  int requests = 4;
+  int max_tokens = 128;
   int ctx = 512;
   int threads = 0;
+  std::string backend;  // passed to the server's --backend when set
   std::string out = "bench/results";
   double time_limit_s = 600;
 };
@@ -78,10 +79,15 @@ std::string machine_name() {
   return fmt::format("{}, {} threads", cpu, std::thread::hardware_concurrency());
 }
 
-std::string slug(std::string s) {
-  for (char& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '-';
-  return s;
+// "NVIDIA H200 (sm_90, 132 SMs)" -> "NVIDIA-H200-sm-90-132-SMs", for file names.
+std::string slug(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) out += c;
+    else if (!out.empty() && out.back() != '-') out += '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
 }
 
 // The running server: spawned with --port 0, port read back from its log.
@@ -100,6 +106,7 @@ bool start_server(const Options& o, int parallel, Server& s, const std::string& 
   std::vector<std::string> args = {o.server, o.model, "--host", "127.0.0.1", "--port", "0", "--parallel",
                                    std::to_string(parallel), "--ctx", std::to_string(o.ctx), "--max-queue", "64"};
   if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+  if (!o.backend.empty()) args.insert(args.end(), {"--backend", o.backend});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -221,6 +228,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--max-tokens") o.max_tokens = std::stoi(next());
     else if (a == "--ctx") o.ctx = std::stoi(next());
     else if (a == "--threads") o.threads = std::stoi(next());
+    else if (a == "--backend") o.backend = next();
     else if (a == "--out") o.out = next();
     else if (a == "--server") o.server = next();
     else if (a == "--time-limit") o.time_limit_s = std::stod(next());
@@ -264,7 +272,8 @@ void write_results(const Options& o, const std::vector<Level>& levels, const std
                       l.ttft_ms, l.forward_s, l.sampling_s, l.steps);
   }
   std::filesystem::create_directories(o.out);
-  const std::string stem = fmt::format("{}/server-{}-{}", o.out, slug(model), slug(machine));
+  // Named by the backend's own description (CPU model and threads, or the GPU).
+  const std::string stem = fmt::format("{}/server-{}-{}", o.out, slug(model), slug(backend));
   std::ofstream(stem + ".json") << j.dump(2) << "\n";
   std::ofstream(stem + ".md") << md;
   std::fputs(md.c_str(), stdout);

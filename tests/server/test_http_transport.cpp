@@ -8,6 +8,7 @@
 
 #include "server/http_server.h"
 #include "server/server_app.h"
+#include "server/worker_pool.h"
 
 namespace {
 
@@ -127,4 +128,18 @@ TEST_CASE("the application answers 503 with Retry-After until its model is loade
   CHECK(metrics->body.find("sbits_model_loaded 0") != std::string::npos);
   CHECK_THROWS(app.load());  // names the missing file
   error_of(c.Get("/health"), 503);
+}
+
+TEST_CASE("the sampling worker pool runs every task exactly once per batch") {
+  for (int threads : {1, 2, 5}) {
+    sbits::server::WorkerPool pool(threads);
+    CHECK(pool.threads() == threads);
+    for (int n : {0, 1, 2, 3, 7, 64}) {
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.run(n, [&](int i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+        for (int i = 0; i < n; ++i) CHECK(hits[static_cast<size_t>(i)].load() == 1);
+      }
+    }
+  }
 }
