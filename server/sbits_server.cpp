@@ -43,7 +43,7 @@ An OpenAI-compatible HTTP API: /v1/chat/completions, /v1/completions, /v1/models
   --chat-template T      llama2, chatml, zephyr, plain, or a template file (default: the model's)
   --kv-type f16|f32      KV cache element type (default f16)
   --backend NAME         cpu, cuda, vulkan or auto (default auto)
-  --threads N            CPU threads (default: all cores)
+  --threads N            CPU threads for the forward pass and sampling (default: all cores)
   -h, --help             this help
 )";
 
@@ -113,6 +113,8 @@ Options parse_args(int argc, char** argv) {
   }
   if (o.app.model_path.empty()) throw cli::UsageError("no model given");
   if (o.app.model_id.empty()) o.app.model_id = std::filesystem::path(o.app.model_path).stem().string();
+  // --threads caps the sampling threads too: it is how a user limits the cores we take.
+  if (o.app.threads > 0) o.app.scheduler.sampling_threads = std::min(o.app.threads, o.app.scheduler.n_slots);
   // Every request holds a worker thread while it runs or waits, so there must be one per slot
   // and queue place, plus a few for /health and /metrics.
   o.http.worker_threads = std::min(1024, o.app.scheduler.n_slots + o.app.scheduler.max_queue + 8);
