@@ -14,11 +14,13 @@
 //  - Failures throw sbits::kernels::KernelError with context; nothing aborts.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace sbits::kernels {
 
@@ -150,6 +152,33 @@ class Backend {
 
   // out[r, :] = x[src_rows[r], :] for r < n, rows of `width` floats.
   virtual void get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) = 0;
+
+  // Selection on the device, so that only k values per row cross to the host (greedy decoding
+  // is k = 1). For each row r < n of logits ([n, width]), writes the k largest values in
+  // descending order to vals[r * k + j] and their column indices to ids[r * k + j]; equal
+  // values keep the lower index first (the CPU sampler's tie rule). 1 <= k <= min(width,
+  // kMaxTopK). Synchronous: ids and vals are host memory, valid when the call returns.
+  // The default reads the rows back and selects on the host; GPU backends override it.
+  static constexpr int kMaxTopK = 64;
+  virtual void top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {
+    if (n < 1 || width < 1 || k < 1 || k > width || k > kMaxTopK)
+      throw KernelError("top_k: n = " + std::to_string(n) + ", width = " + std::to_string(width) +
+                        ", k = " + std::to_string(k) + "; expected n >= 1 and 1 <= k <= min(width, 64)");
+    std::vector<float> row(static_cast<size_t>(width));
+    std::vector<int32_t> idx(static_cast<size_t>(width));
+    for (int r = 0; r < n; ++r) {
+      read(logits, row.data(), row.size(), static_cast<size_t>(r) * static_cast<size_t>(width));
+      for (int i = 0; i < width; ++i) idx[static_cast<size_t>(i)] = i;
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+        return row[static_cast<size_t>(a)] > row[static_cast<size_t>(b)] ||
+               (row[static_cast<size_t>(a)] == row[static_cast<size_t>(b)] && a < b);
+      });
+      for (int j = 0; j < k; ++j) {
+        ids[r * k + j] = idx[static_cast<size_t>(j)];
+        vals[r * k + j] = row[static_cast<size_t>(idx[static_cast<size_t>(j)])];
+      }
+    }
+  }
 };
 
 }  // namespace sbits::kernels
