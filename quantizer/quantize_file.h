@@ -1,12 +1,19 @@
 // Quantizing a whole .sbits model into the tiled layout (the library behind sbits-quantize).
 //
-// First version: weight-only, no calibration. `--method uniform` gives every 2-D weight
-// (token embedding and classifier included) one bitwidth, the largest whose whole-file bits per
-// weight (all tensor bytes x 8 / parameters, norm weights and every byte of tile metadata
-// included) is at most the budget; --keep rules pin tensors to a bitwidth.
+// Methods (the budget is whole-file bits per weight: all tensor bytes x 8 / parameters, norm
+// weights and every byte of tile metadata included, exact; or --size in bytes):
+//  uniform    one bitwidth for every 2-D weight, the largest that fits; weight-only unless a
+//             calibration text is given (then the mse/gptq quantizers use its statistics).
+//  layerwise  one bitwidth per matrix, allocated by greedy marginal gain of predicted loss.
+//  greedy     one bitwidth per tile (ScaleBITS-style mixed precision): calibration statistics,
+//             a sensitivity model (quantizer/sensitivity.h), channel reordering folded into the
+//             weights (quantizer/reorder.h) and greedy allocation under the budget
+//             (quantizer/allocate.h). The pipeline is in mixed_precision.cpp.
+// --keep rules pin tensors to a bitwidth in every method.
 //
-// Errors: QuantizerError / FormatError with the tensor and the cause; the output is written
-// atomically (SbitsWriter), so a failure leaves no partial file.
+// Memory: one tensor in f32 at a time plus per-tile error tables and calibration statistics;
+// the input stays mmapped. Errors: QuantizerError / FormatError / EngineError with the tensor
+// and the cause; the output is written atomically (SbitsWriter), so a failure leaves no file.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +23,7 @@
 
 #include "formats/sbits_file.h"
 #include "formats/tiled_layout.h"
+#include "quantizer/allocate.h"
 #include "quantizer/tile_quant.h"
 
 namespace sbits::quantizer {
@@ -36,6 +44,8 @@ struct TensorPlan {
   int bits = 0;           // tile bitwidth when quantized
   uint64_t bytes = 0;     // tensor bytes in the output
   uint64_t params = 0;    // counted in bpw (0 for u8/i32 containers, as sbits-inspect counts)
+  std::vector<uint8_t> tile_bits;  // per tile (mixed methods); empty: `bits` everywhere
+  double predicted = 0.0;          // predicted loss increase of this tensor (mixed methods)
 };
 struct FilePlan {
   int bits = 0;           // the uniform bitwidth
@@ -52,22 +62,49 @@ FilePlan plan_uniform(const SbitsFile& in, double bpw_budget, const std::vector<
 
 struct QuantizeOptions {
   double bpw = 4.0;
-  std::string method = "uniform";
+  uint64_t size_bytes = 0;         // --size: a whole-file byte budget instead of --bpw (0: unused)
+  std::string method = "uniform";  // uniform | layerwise | greedy
   TileMethod tile_method = TileMethod::mse;
   std::vector<KeepRule> keep;
   TiledParams params;
   int threads = 1;
+  // Calibration (required by layerwise, greedy and gptq).
+  std::string calib_path;
+  size_t calib_tokens = 16384;
+  int calib_seq = 512;
+  std::string sensitivity = "proxy";  // proxy | grad
+  bool reorder = true;                // fold channel permutations in (greedy and layerwise)
+  AllocMethod alloc = AllocMethod::greedy;
+};
+
+// What the mixed-precision pipeline measured along the way (zeros for weight-only uniform).
+struct MixedStats {
+  double calib_loss = 0.0;             // mean NLL of the input model on the calibration windows
+  uint64_t calib_tokens = 0;
+  uint64_t calib_hash = 0;             // xxh64 of the calibration text
+  double predicted = 0.0;              // predicted loss increase of the chosen allocation
+  double predicted_greedy = 0.0, predicted_lagrange = 0.0;  // both allocators on the same units
+  uint64_t bytes_greedy = 0, bytes_lagrange = 0;
+  uint64_t budget_bytes = 0;           // for the allocated (quantized) tensors
+  bool reordered = false;
+  double seconds_calibration = 0.0, seconds_tables = 0.0, seconds_write = 0.0;
 };
 
 struct QuantizeReport {
   FilePlan plan;
+  MixedStats mixed;
   uint64_t file_bytes = 0;
   double seconds = 0.0;
 };
 
-// Progress: called after each tensor with (index, count, tensor plan, seconds so far).
-using ProgressFn = std::function<void(size_t, size_t, const TensorPlan&, double)>;
+// Progress of a phase: (phase name, done, total, seconds so far).
+using ProgressFn = std::function<void(const char*, size_t, size_t, double)>;
 
+// The --bpw budget, or the one --size implies (tensor bytes x 8 / parameters).
+double budget_bpw(const SbitsFile& in, const QuantizeOptions& opt);
+
+// IN is a float .sbits file or a Hugging Face checkpoint directory (imported to a temporary
+// file beside OUT first, removed afterwards).
 QuantizeReport quantize_file(const std::string& in_path, const std::string& out_path, const QuantizeOptions& opt,
                              const ProgressFn& progress = {});
 

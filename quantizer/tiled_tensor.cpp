@@ -31,7 +31,7 @@ std::string tile_name(uint64_t tr, uint64_t tc) {
 // least one quantized (not f16) tile.
 std::vector<GptqFactor> gptq_factors(const TiledGrid& g, const TiledParams& p, std::span<const uint8_t> bits,
                                      const InputStats& stats, const GptqOptions& opt, int threads) {
-  if (!stats.h) {
+  if (!stats.h && !stats.h_blocks) {
     throw QuantizerError("gptq needs the inputs' X^T X (calibration statistics); without calibration use the "
                          "rtn or mse quantizer");
   }
@@ -41,7 +41,9 @@ std::vector<GptqFactor> gptq_factors(const TiledGrid& g, const TiledParams& p, s
     for (uint64_t tr = 0; tr < g.tiles_r; ++tr) needed |= bits[tr * g.tiles_c + uint64_t(tc)] != kTiledKeepF16Bits;
     if (!needed) return;
     const uint64_t c0 = uint64_t(tc) * p.tile_cols, n = std::min<uint64_t>(p.tile_cols, g.cols - c0);
-    f[tc] = make_gptq_factor(stats.h + c0 * g.cols + c0, int64_t(g.cols), int(n), opt);
+    const uint64_t cc = p.tile_cols;
+    f[tc] = stats.h_blocks ? make_gptq_factor(stats.h_blocks + uint64_t(tc) * cc * cc, int64_t(cc), int(n), opt)
+                           : make_gptq_factor(stats.h + c0 * g.cols + c0, int64_t(g.cols), int(n), opt);
   });
   return f;
 }

@@ -27,6 +27,9 @@ struct TensorQuantOptions {
 struct InputStats {
   const float* hdiag = nullptr;   // [cols]: diag(X^T X), the per-column importance
   const float* h = nullptr;       // [cols][cols]: X^T X, needed by TileMethod::gptq
+  // Or only its diagonal blocks, which is all gptq uses (error feedback stays inside a tile):
+  // [tiles_c][C][C], block tc holding X^T X of columns tc*C .. tc*C + C - 1 (zero-padded).
+  const float* h_blocks = nullptr;
 };
 
 // W is [rows][cols] row-major f32; tile_bits has tiles_r * tiles_c entries (tile (tr, tc) at

@@ -1,8 +1,8 @@
-// sbits-quantize IN.sbits -o OUT.sbits --bpw B [--method uniform] [--quantizer rtn|mse]
-//                [--keep NAME=BITS]... [--threads N] [--tile RxC] [--group G]
+// sbits-quantize IN -o OUT.sbits (--bpw B | --size BYTES) [--calib FILE] [--method ...] ...
 // Every error is one line "sbits-quantize: error: ..." and exit status 1 (2 for bad usage).
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -12,18 +12,32 @@
 namespace {
 
 const char* kUsage =
-    "usage: sbits-quantize IN.sbits -o OUT.sbits --bpw B [--method uniform] [--quantizer rtn|mse]\n"
-    "                      [--keep NAME=BITS]... [--threads N] [--tile RxC] [--group G]\n"
-    "  Quantizes every 2-D weight of a float .sbits model (token embedding and classifier\n"
-    "  included) into the tiled layout (formats/SBITS.md \"Layout 16\"). This first version is\n"
-    "  WEIGHT-ONLY: it uses no calibration data, so there is no sensitivity-based mixed precision\n"
-    "  and no GPTQ yet.\n"
+    "usage: sbits-quantize IN -o OUT.sbits (--bpw B | --size BYTES) [--calib FILE]\n"
+    "                      [--method greedy|layerwise|uniform] [--sensitivity proxy|grad]\n"
+    "                      [--quantizer rtn|mse|gptq] [--no-reorder] [--keep NAME=BITS]...\n"
+    "                      [--calib-tokens N] [--alloc greedy|lagrange] [--threads N]\n"
+    "                      [--tile RxC] [--group G]\n"
+    "  Quantizes every 2-D weight of a float model (token embedding and classifier included)\n"
+    "  into the tiled layout (formats/SBITS.md \"Layout 16\"): one bitwidth of 2, 3, 4, 5, 6, 8\n"
+    "  or 16 per tile.\n"
+    "  IN                 a float .sbits file or a Hugging Face checkpoint directory\n"
     "  --bpw B            budget in bits per weight for the whole file: all tensor bytes x 8 /\n"
     "                     parameters, norm weights and all tile metadata included (exact)\n"
-    "  --method uniform   one bitwidth for every weight (the default and, for now, the only\n"
-    "                     method): the largest of 16, 8, 6, 5, 4, 3, 2 whose file fits the budget\n"
-    "  --quantizer Q      per-tile quantizer: rtn (round to nearest on [min, max]) or mse\n"
-    "                     (search of the clipping range minimising the squared error; default)\n"
+    "  --size BYTES       budget as a whole-file size instead (K/M/G suffixes allowed)\n"
+    "  --calib FILE       calibration text (never the evaluation text); needed by greedy,\n"
+    "                     layerwise and gptq\n"
+    "  --calib-tokens N   calibration tokens (default 16384, in windows of 512)\n"
+    "  --method M         greedy: one bitwidth per tile by predicted loss gain per byte (the\n"
+    "                     default with --calib); layerwise: one per matrix; uniform: one for all\n"
+    "                     (the default without --calib)\n"
+    "  --sensitivity S    proxy: activation-weighted relative output error (default);\n"
+    "                     grad: gradient (Fisher) weighted, from a backward pass\n"
+    "  --no-reorder       do not permute channels (by default sensitive channels are clustered\n"
+    "                     into the same tiles with permutations folded into the weights)\n"
+    "  --quantizer Q      per-tile quantizer: rtn, mse (clipping search; default) or gptq\n"
+    "                     (error feedback with X^T X; needs --calib)\n"
+    "  --alloc A          greedy (exact marginal-gain greedy; default) or lagrange (bisection\n"
+    "                     on a price per byte: the scalable form)\n"
     "  --keep NAME=BITS   give tensors matching NAME ('*' is a wildcard) BITS instead (2, 3, 4,\n"
     "                     5, 6, 8, or 16 = f16 tiles); repeatable, first match wins\n"
     "  --threads N        worker threads (default: all cores)\n"
@@ -48,11 +62,69 @@ void parse_tile(const std::string& text, sbits::TiledParams& p) {
   p.tile_cols = sbits::cli::parse_in_range<uint32_t>("--tile", text.substr(x + 1), 32, 4096);
 }
 
-void print_progress(size_t i, size_t n, const sbits::quantizer::TensorPlan& t, double s) {
-  const double eta = s / double(i + 1) * double(n - i - 1);
-  std::fprintf(stderr, "\r[%3zu/%zu] %-24s %-8s %6.1f s, ETA %5.1f s   ", i + 1, n, t.name.c_str(),
-               t.quantize ? (std::to_string(t.bits) + " bits").c_str() : "copied", s, eta);
-  if (i + 1 == n) std::fputc('\n', stderr);
+uint64_t parse_size(const std::string& text) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  const std::string suffix = text.substr(pos);
+  const double mult = suffix.empty() ? 1 : suffix == "K" ? 1e3 : suffix == "M" ? 1e6 : suffix == "G" ? 1e9
+                    : suffix == "KiB" ? 1024.0 : suffix == "MiB" ? 1048576.0 : suffix == "GiB" ? 1073741824.0 : -1;
+  if (pos == 0 || mult < 0 || !(v > 0))
+    throw sbits::cli::UsageError("option --size expects a positive byte count like 25000000, 25M or 24MiB, got '" +
+                                 text + "'");
+  return uint64_t(v * mult);
+}
+
+void print_progress(const char* phase, size_t done, size_t total, double s) {
+  static std::string last_phase;
+  static double phase_start = 0;
+  if (last_phase != phase) {
+    if (!last_phase.empty()) std::fputc('\n', stderr);
+    last_phase = phase;
+    phase_start = s;
+  }
+  const double in_phase = s - phase_start;
+  const double eta = done ? in_phase / double(done) * double(total - done) : 0.0;
+  std::fprintf(stderr, "\r%-26s [%4zu/%zu] %6.1f s, phase ETA %5.1f s   ", phase, done, total, s, eta);
+}
+
+void print_summary(const std::string& out, const sbits::quantizer::QuantizeOptions& opt,
+                   const sbits::quantizer::QuantizeReport& r) {
+  namespace q = sbits::quantizer;
+  std::map<int, uint64_t> tiles;
+  for (const q::TensorPlan& t : r.plan.tensors) {
+    if (!t.quantize) continue;
+    if (t.tile_bits.empty()) {
+      ++tiles[t.bits];
+    } else {
+      for (uint8_t b : t.tile_bits) ++tiles[b];
+    }
+  }
+  std::printf("wrote %s: method %s, quantizer %s, %.4f bits per weight (budget %.4f), %llu tensor bytes, "
+              "%llu file bytes, %.1f s\n",
+              out.c_str(), opt.method.c_str(), q::tile_method_name(opt.tile_method), r.plan.bpw, opt.bpw,
+              static_cast<unsigned long long>(r.plan.tensor_bytes), static_cast<unsigned long long>(r.file_bytes),
+              r.seconds);
+  std::printf("  %s:", r.plan.tensors.empty() || r.plan.tensors[0].tile_bits.empty() ? "tensors per bitwidth"
+                                                                                     : "tiles per bitwidth");
+  for (const auto& [bits, n] : tiles) std::printf(" %d-bit %llu", bits, static_cast<unsigned long long>(n));
+  std::printf("\n");
+  const q::MixedStats& m = r.mixed;
+  if (m.calib_tokens) {
+    std::printf("  calibration: %llu tokens, loss %.4f; sensitivity %s; reorder %s; predicted loss increase %.5f\n",
+                static_cast<unsigned long long>(m.calib_tokens), m.calib_loss, opt.sensitivity.c_str(),
+                m.reordered ? "yes" : "no", m.predicted);
+    if (m.budget_bytes)
+      std::printf("  allocation: greedy %.6f (%llu B), lagrange %.6f (%llu B) of %llu B\n", m.predicted_greedy,
+                  static_cast<unsigned long long>(m.bytes_greedy), m.predicted_lagrange,
+                  static_cast<unsigned long long>(m.bytes_lagrange), static_cast<unsigned long long>(m.budget_bytes));
+    std::printf("  time: calibration+sensitivity %.1f s, error tables %.1f s, write %.1f s\n", m.seconds_calibration,
+                m.seconds_tables, m.seconds_write);
+  }
 }
 
 }  // namespace
@@ -62,7 +134,7 @@ int main(int argc, char** argv) {
   std::string in, out;
   q::QuantizeOptions opt;
   opt.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  bool have_bpw = false;
+  bool have_bpw = false, have_method = false;
   try {
     sbits::cli::Args args(argc, argv);
     while (!args.done()) {
@@ -75,8 +147,24 @@ int main(int argc, char** argv) {
       } else if (a == "--bpw") {
         opt.bpw = sbits::cli::parse_in_range<double>(a, args.value(a), 0.1, 64.0);
         have_bpw = true;
+      } else if (a == "--size") {
+        opt.size_bytes = parse_size(args.value(a));
       } else if (a == "--method") {
         opt.method = args.value(a);
+        have_method = true;
+      } else if (a == "--calib") {
+        opt.calib_path = args.value(a);
+      } else if (a == "--calib-tokens") {
+        opt.calib_tokens = sbits::cli::parse_in_range<size_t>(a, args.value(a), 1, size_t(1) << 30);
+      } else if (a == "--sensitivity") {
+        opt.sensitivity = args.value(a);
+      } else if (a == "--no-reorder") {
+        opt.reorder = false;
+      } else if (a == "--alloc") {
+        const std::string v(args.value(a));
+        if (v != "greedy" && v != "lagrange")
+          throw sbits::cli::UsageError("option --alloc expects greedy or lagrange, got '" + v + "'");
+        opt.alloc = v == "greedy" ? q::AllocMethod::greedy : q::AllocMethod::lagrange;
       } else if (a == "--quantizer") {
         opt.tile_method = q::parse_tile_method(args.value(a));
       } else if (a == "--keep") {
@@ -100,14 +188,12 @@ int main(int argc, char** argv) {
   }
   if (in.empty()) return usage_error("no input given");
   if (out.empty()) return usage_error("no output given (-o OUT.sbits)");
-  if (!have_bpw) return usage_error("no budget given (--bpw B)");
+  if (have_bpw == (opt.size_bytes != 0)) return usage_error("give exactly one budget: --bpw B or --size BYTES");
+  if (!have_method) opt.method = opt.calib_path.empty() ? "uniform" : "greedy";
   try {
     const q::QuantizeReport r = q::quantize_file(in, out, opt, print_progress);
-    std::printf("wrote %s: %d bits (uniform, %s), %.4f bits per weight (budget %.4f), %llu tensor bytes, "
-                "%llu file bytes, %.1f s\n",
-                out.c_str(), r.plan.bits, q::tile_method_name(opt.tile_method), r.plan.bpw, opt.bpw,
-                static_cast<unsigned long long>(r.plan.tensor_bytes), static_cast<unsigned long long>(r.file_bytes),
-                r.seconds);
+    std::fputc('\n', stderr);
+    print_summary(out, opt, r);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sbits-quantize: error: %s\n", one_line(e.what()).c_str());
     return 1;

@@ -1,0 +1,293 @@
+// The calibrated pipeline behind --method greedy | layerwise (and uniform with --calib):
+//   1. calibration: the engine's forward pass over the calibration windows (calibration.h);
+//   2. sensitivity of every 2-D weight (sensitivity.h), and from it the channel permutations
+//      (reorder.h), which fold into the weights;
+//   3. [gptq with reordering] a second calibration pass that collects XᵀX blocks in the
+//      permuted channel order (the blocks of a permuted matrix are not blocks of the original);
+//   4. per-tile predicted loss at every bitwidth, exact bytes, and the allocation (allocate.h);
+//   5. the output, tensor by tensor, written atomically.
+// Only one tensor is held in f32 at a time; the input stays mmapped.
+#include <xxhash.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "engine/model.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "quantizer/calibration.h"
+#include "quantizer/quantize_internal.h"
+#include "quantizer/reorder.h"
+#include "quantizer/tiled_tensor.h"
+
+namespace sbits::quantizer::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw QuantizerError("--calib " + path + ": cannot open the calibration text");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (ss.str().empty()) throw QuantizerError("--calib " + path + ": the calibration text is empty");
+  return ss.str();
+}
+
+struct Context {
+  const SbitsFile& in;
+  const QuantizeOptions& opt;
+  const ProgressFn& progress;
+  Clock::time_point t0 = Clock::now();
+  CalibrationStats stats;                           // diag statistics, original channel order
+  CalibrationStats blocks;                          // XᵀX blocks in the output's channel order
+  std::map<std::string, TensorSensitivity> sens;    // original channel order
+  ModelPermutation perm;
+  double seconds() const { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+  bool gptq() const { return opt.tile_method == TileMethod::gptq; }
+};
+
+CalibrationStats run_calibration(Context& cx, const std::string& text, int block,
+                                 const ModelPermutation* perm, const char* phase) {
+  auto backend = kernels::make_cpu_backend(cx.opt.threads);
+  auto model = Model::load(cx.in.path(), *backend);
+  const auto windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
+  CalibrationOptions co;
+  co.tokens = cx.opt.calib_tokens;
+  co.seq_len = cx.opt.calib_seq;
+  co.block = block;
+  co.threads = cx.opt.threads;
+  if (perm && !perm->empty()) {
+    co.permutation = [perm](size_t layer, LinearInput which) -> const std::vector<int32_t>* {
+      if (which == LinearInput::attn_output) return nullptr;
+      if (which == LinearInput::ffn_down) return layer < perm->ffn.size() ? &perm->ffn[layer] : nullptr;
+      return &perm->hidden;
+    };
+  }
+  return calibrate(*model, windows, co, [&](size_t d, size_t n) {
+    if (cx.progress) cx.progress(phase, d, n, cx.seconds());
+  });
+}
+
+// Step 2: sensitivities in the original order, and the permutations they imply.
+void plan_sensitivity(Context& cx) {
+  const ModelConfig c = ModelConfig::from_metadata(cx.in.metadata());
+  ReorderPlanner planner(int(c.dim), int(c.ffn_dim), int(c.n_layers));
+  std::map<std::string, TensorSensitivity> grad;
+  if (cx.opt.sensitivity == "grad")
+    throw QuantizerError("--sensitivity grad: the gradient pass is not part of this build yet; use proxy");
+  size_t done = 0;
+  for (const TensorInfo& t : cx.in.tensors()) {
+    ++done;
+    if (!quantizable(t)) continue;
+    const std::vector<float> w = to_f32(cx.in, t);
+    const auto rows = int64_t(t.shape[0]), cols = int64_t(t.shape[1]);
+    TensorSensitivity s;
+    if (auto it = grad.find(t.name); it != grad.end()) {
+      s = std::move(it->second);
+    } else {
+      s = proxy_sensitivity(t.name, w.data(), rows, cols, cx.stats);
+    }
+    planner.add(t.name, w.data(), rows, cols, s);
+    cx.sens[t.name] = std::move(s);
+    if (cx.progress) cx.progress("sensitivity", done, cx.in.tensors().size(), cx.seconds());
+  }
+  const bool reorder = cx.opt.reorder && cx.opt.method != "uniform";
+  if (reorder) cx.perm = planner.plan();
+}
+
+// The tensor in the output's channel order, with its sensitivity permuted to match.
+struct PermutedTensor {
+  std::vector<float> w;
+  TensorSensitivity s;
+  int64_t rows = 0, cols = 0;
+};
+PermutedTensor permuted(const Context& cx, const TensorInfo& t) {
+  PermutedTensor p;
+  p.rows = int64_t(t.shape[0]);
+  p.cols = int64_t(t.shape[1]);
+  const std::vector<float> w = to_f32(cx.in, t);
+  const TensorPermutation tp = permutation_of(cx.perm, t.name);
+  p.w.resize(w.size());
+  permute_matrix(w.data(), p.rows, p.cols, tp, p.w.data());
+  const TensorSensitivity& s = cx.sens.at(t.name);
+  p.s.r = permute_vector(s.r, tp.rows);
+  p.s.c = permute_vector(s.c, tp.cols);
+  return p;
+}
+
+struct Units {
+  std::vector<AllocUnit> units;
+  std::vector<std::pair<size_t, size_t>> span;  // per tensor index: first unit, unit count
+  uint64_t fixed_bytes = 0;                      // tensors not allocated + tile tables
+  uint64_t params = 0;
+};
+
+// Step 4a: one unit per tile (greedy) or per tensor (layerwise) with exact bytes per choice.
+Units build_units(Context& cx) {
+  Units u;
+  const TiledParams& p = cx.opt.params;
+  const bool per_tensor = cx.opt.method != "greedy";
+  u.span.resize(cx.in.tensors().size(), {0, 0});
+  for (size_t ti = 0; ti < cx.in.tensors().size(); ++ti) {
+    const TensorInfo& t = cx.in.tensors()[ti];
+    u.params += counts_as_params(t.layout) ? t.element_count() : 0;
+    if (!quantizable(t)) {
+      u.fixed_bytes += t.size;
+      continue;
+    }
+    const PermutedTensor pt = permuted(cx, t);
+    const TiledGrid g = tiled_grid(p, uint64_t(pt.rows), uint64_t(pt.cols));
+    u.fixed_bytes += tiled_table_bytes(g);
+    const auto table = tile_error_table(pt.w.data(), pt.rows, pt.cols, pt.s, p, cx.opt.tile_method, cx.opt.threads);
+    const int pinned = bits_for(t.name, 0, cx.opt.keep);
+    AllocUnit whole;
+    u.span[ti] = {u.units.size(), per_tensor ? 1 : g.count()};
+    for (uint64_t i = 0; i < g.count(); ++i) {
+      AllocUnit a;
+      for (int k = 0; k < kTileChoices; ++k)
+        a.bytes[size_t(k)] = tiled_tile_bytes(p, g, i / g.tiles_c, i % g.tiles_c, uint32_t(kTileBits[size_t(k)]));
+      a.err = table[i];
+      if (pinned) a.lo = a.hi = uint8_t(tile_choice_of_bits(pinned));
+      if (!per_tensor) {
+        u.units.push_back(a);
+        continue;
+      }
+      for (int k = 0; k < kTileChoices; ++k) {
+        whole.bytes[size_t(k)] += a.bytes[size_t(k)];
+        whole.err[size_t(k)] += a.err[size_t(k)];
+      }
+      whole.lo = a.lo;
+      whole.hi = a.hi;
+    }
+    if (per_tensor) u.units.push_back(whole);
+    if (cx.progress) cx.progress("error tables", ti + 1, cx.in.tensors().size(), cx.seconds());
+  }
+  return u;
+}
+
+// Step 4b: the per-tensor plan from an allocation.
+FilePlan plan_from(const Context& cx, const Units& u, const Allocation& a) {
+  FilePlan plan;
+  const TiledParams& p = cx.opt.params;
+  for (size_t ti = 0; ti < cx.in.tensors().size(); ++ti) {
+    const TensorInfo& t = cx.in.tensors()[ti];
+    TensorPlan tp;
+    tp.name = t.name;
+    tp.params = counts_as_params(t.layout) ? t.element_count() : 0;
+    tp.quantize = quantizable(t);
+    if (tp.quantize) {
+      const TiledGrid g = tiled_grid(p, t.shape[0], t.shape[1]);
+      const auto [first, count] = u.span[ti];
+      tp.tile_bits.resize(g.count());
+      for (uint64_t i = 0; i < g.count(); ++i) {
+        const size_t unit = first + (count == 1 ? 0 : i);
+        tp.tile_bits[i] = uint8_t(kTileBits[a.choice[unit]]);
+      }
+      for (size_t k = first; k < first + count; ++k) tp.predicted += u.units[k].err[a.choice[k]];
+      tp.bits = tp.tile_bits[0];
+      tp.bytes = tiled_tensor_bytes(p, t.shape[0], t.shape[1], tp.tile_bits);
+    } else {
+      tp.bytes = t.size;
+    }
+    plan.tensor_bytes += tp.bytes;
+    plan.params += tp.params;
+    plan.tensors.push_back(std::move(tp));
+  }
+  plan.bpw = plan.params ? double(plan.tensor_bytes) * 8.0 / double(plan.params) : 0.0;
+  return plan;
+}
+
+// Step 5: the output file.
+void write_output(Context& cx, const std::string& out_path, const FilePlan& plan, const MixedStats& ms) {
+  SbitsWriter w(out_path, {cx.in.path()});
+  write_metadata(w.metadata(), cx.in, cx.opt, plan, &ms);
+  const std::vector<uint8_t> aux = encode_tiled_aux(cx.opt.params);
+  for (size_t ti = 0; ti < cx.in.tensors().size(); ++ti) {
+    const TensorInfo& t = cx.in.tensors()[ti];
+    const TensorPlan& tp = plan.tensors[ti];
+    const TensorPermutation perm = permutation_of(cx.perm, t.name);
+    if (tp.quantize) {
+      const PermutedTensor pt = permuted(cx, t);
+      const InputMoments* m = cx.blocks.layers.empty() ? nullptr : cx.blocks.input_of(t.name);
+      TensorQuantOptions tq;
+      tq.params = cx.opt.params;
+      tq.threads = cx.opt.threads;
+      tq.method = cx.opt.tile_method == TileMethod::gptq && !m ? TileMethod::mse : cx.opt.tile_method;
+      InputStats st;
+      st.hdiag = t.name == tensor_name_embedding() ? nullptr : pt.s.c.data();
+      st.h_blocks = m && !m->blocks.empty() ? m->blocks.data() : nullptr;
+      std::vector<uint8_t> bytes;
+      try {
+        bytes = quantize_tensor(pt.w.data(), pt.rows, pt.cols, tp.tile_bits, tq, st);
+      } catch (const std::exception& e) {
+        throw QuantizerError(cx.in.path() + ": tensor " + t.name + ": " + e.what());
+      }
+      if (bytes.size() != tp.bytes)
+        throw QuantizerError("internal: tensor " + t.name + " planned " + std::to_string(tp.bytes) + " bytes, wrote " +
+                             std::to_string(bytes.size()));
+      w.add_tensor(t.name, kTiledLayoutId, kTiledLayoutVersion, t.shape, bytes, aux);
+    } else if (perm.cols && t.shape.size() == 1 && t.shape[0] == perm.cols->size()) {
+      const auto src = cx.in.bytes(t);  // a norm weight: its elements follow the hidden permutation
+      std::vector<uint8_t> bytes(src.size());
+      permute_elements(src.data(), src.size() / t.shape[0], *perm.cols, bytes.data());
+      w.add_tensor(t.name, t.layout, t.layout_version, t.shape, bytes, t.aux);
+    } else {
+      w.add_tensor(t.name, t.layout, t.layout_version, t.shape, cx.in.bytes(t), t.aux);
+    }
+    if (cx.progress) cx.progress("write", ti + 1, cx.in.tensors().size(), cx.seconds());
+  }
+  w.commit();
+}
+
+}  // namespace
+
+QuantizeReport quantize_mixed(const SbitsFile& in, const std::string& out_path, const QuantizeOptions& opt,
+                              const ProgressFn& progress) {
+  Context cx{in, opt, progress};
+  QuantizeReport report;
+  MixedStats& ms = report.mixed;
+  const std::string text = read_text(opt.calib_path);
+  ms.calib_hash = XXH64(text.data(), text.size(), 0);
+  const bool reorder = opt.reorder && opt.method != "uniform";
+  // Without reordering the first pass can collect gptq's blocks directly.
+  const int block = cx.gptq() && !reorder ? int(opt.params.tile_cols) : 0;
+  cx.stats = run_calibration(cx, text, block, nullptr, "calibration");
+  ms.calib_loss = cx.stats.loss;
+  ms.calib_tokens = cx.stats.tokens;
+  plan_sensitivity(cx);
+  ms.reordered = !cx.perm.empty();
+  if (cx.gptq()) cx.blocks = block ? std::move(cx.stats) : run_calibration(cx, text, int(opt.params.tile_cols), &cx.perm,
+                                                                           "calibration (XtX blocks)");
+  ms.seconds_calibration = cx.seconds();
+  Units u = build_units(cx);
+  ms.seconds_tables = cx.seconds() - ms.seconds_calibration;
+  Allocation chosen;
+  if (opt.method == "uniform") {
+    const FilePlan up = plan_uniform(in, budget_bpw(in, opt), opt.keep, opt.params);
+    chosen.choice.resize(u.units.size());
+    for (size_t ti = 0; ti < in.tensors().size(); ++ti)
+      for (size_t k = u.span[ti].first; k < u.span[ti].first + u.span[ti].second; ++k)
+        chosen.choice[k] = uint8_t(tile_choice_of_bits(up.tensors[ti].bits));
+  } else {
+    const uint64_t total = tensor_byte_budget(in, opt, u.params);
+    if (total < u.fixed_bytes) throw QuantizerError("the budget is smaller than the tensors that are not quantized");
+    ms.budget_bytes = total - u.fixed_bytes;
+    const Allocation g = allocate(u.units, ms.budget_bytes, AllocMethod::greedy);
+    const Allocation l = allocate(u.units, ms.budget_bytes, AllocMethod::lagrange);
+    ms.predicted_greedy = g.predicted;
+    ms.bytes_greedy = g.bytes;
+    ms.predicted_lagrange = l.predicted;
+    ms.bytes_lagrange = l.bytes;
+    chosen = opt.alloc == AllocMethod::greedy ? g : l;
+  }
+  report.plan = plan_from(cx, u, chosen);
+  for (const TensorPlan& tp : report.plan.tensors) ms.predicted += tp.predicted;
+  const double t_write = cx.seconds();
+  write_output(cx, out_path, report.plan, ms);
+  ms.seconds_write = cx.seconds() - t_write;
+  return report;
+}
+
+}  // namespace sbits::quantizer::detail
