@@ -242,7 +242,8 @@ QuantizeReport quantize_file(const std::string& in_path, const std::string& out_
     throw QuantizerError("--method " + opt.method + " allocates by measured sensitivity and needs --calib FILE "
                          "(calibration text; never the evaluation text)");
   if (!calibrated && opt.tile_method == TileMethod::gptq)
-    throw QuantizerError("--quantizer gptq needs the inputs' X^T X: give --calib FILE, or use rtn or mse");
+    throw QuantizerError("--quantizer gptq needs the inputs' X^T X from calibration: give --calib FILE, or use rtn "
+                         "or mse");
   if (opt.sensitivity != "proxy" && opt.sensitivity != "grad")
     throw QuantizerError("--sensitivity " + opt.sensitivity + ": expected proxy or grad");
   check_tiled_params(opt.params, "tile shape");

@@ -62,7 +62,8 @@ size_t common_prefix(const std::string& a, const std::string& b) {
 TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs on the engine") {
   const std::string out = test::temp_dir() + "/s4.sbits";
   const std::string msg = quantize(stories() + " -o " + out + " --bpw 4 --quantizer mse --threads 2", 0);
-  CHECK(msg.find("3 bits (uniform, mse)") != std::string::npos);  // 4 bits would be 4.66 bpw (64-wide rows)
+  CHECK(msg.find("method uniform, quantizer mse") != std::string::npos);
+  CHECK(msg.find("tensors per bitwidth: 3-bit") != std::string::npos);  // 4 bits would be 4.66 bpw (64-wide rows)
   auto f = SbitsFile::open(out, {.verify_tensors = true});
   uint64_t bytes = 0, params = 0;
   for (const TensorInfo& t : f->tensors()) {
@@ -89,7 +90,7 @@ TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs 
 
 TEST_CASE("sbits-quantize: 16-bit tiles reproduce the golden text exactly") {
   const std::string out = test::temp_dir() + "/s16.sbits";
-  CHECK(quantize(stories() + " -o " + out + " --bpw 17 --quantizer rtn", 0).find("16 bits") != std::string::npos);
+  CHECK(quantize(stories() + " -o " + out + " --bpw 17 --quantizer rtn", 0).find(": 16-bit") != std::string::npos);
   CHECK(greedy_text(out) == slurp(test::data_path("golden/stories260K_greedy200_expected.txt")));
 }
 
@@ -123,14 +124,20 @@ TEST_CASE("sbits-quantize: errors name the cause") {
   quantize(stories() + " -o " + out + " --bpw 4 --keep output=7", 2, nullptr, &err);
   CHECK(err.find("BITS one of 2, 3, 4, 5, 6, 8, 16") != std::string::npos);
   quantize(stories() + " -o " + out + " --bpw 4 --method greedy", 1, nullptr, &err);
-  CHECK(err.find("only 'uniform'") != std::string::npos);
+  CHECK(err.find("needs --calib FILE") != std::string::npos);
+  quantize(stories() + " -o " + out + " --bpw 4 --size 1M", 2, nullptr, &err);
+  CHECK(err.find("exactly one budget") != std::string::npos);
+  quantize(stories() + " -o " + out + " --size 12parsecs", 2, nullptr, &err);
+  CHECK(err.find("--size expects a positive byte count") != std::string::npos);
+  quantize(stories() + " -o " + out + " --bpw 4 --calib /nonexistent/calib.txt", 1, nullptr, &err);
+  CHECK(err.find("cannot open the calibration text") != std::string::npos);
   const std::string q = test::temp_dir() + "/q.sbits";
   quantize(stories() + " -o " + q + " --bpw 8", 0);
   quantize(q + " -o " + out + " --bpw 8", 1, nullptr, &err);
   CHECK(err.find("already tiled") != std::string::npos);
   std::string help;
   quantize("--help", 0, &help);
-  CHECK(help.find("WEIGHT-ONLY") != std::string::npos);
+  CHECK(help.find("--calib FILE") != std::string::npos);
 }
 
 TEST_CASE("glob patterns for --keep") {
