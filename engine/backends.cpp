@@ -8,16 +8,42 @@
 #if defined(SBITS_HAVE_CUDA)
 #include "kernels/cuda/cuda_backend.h"
 #endif
+#if defined(SBITS_HAVE_VULKAN)
+#include "kernels/vulkan/vulkan_backend.h"
+#endif
 
 namespace sbits {
 
 std::vector<std::string> available_backends() {
+  std::vector<std::string> v;
 #if defined(SBITS_HAVE_CUDA)
-  return {"cuda", "cpu"};
-#else
-  return {"cpu"};
+  v.push_back("cuda");
 #endif
+#if defined(SBITS_HAVE_VULKAN)
+  v.push_back("vulkan");
+#endif
+  v.push_back("cpu");
+  return v;
 }
+
+namespace {
+
+[[noreturn]] void not_built(const std::string& name, const char* how) {
+  throw EngineError(fmt::format("backend '{}' is not built into this binary (available: {}); {}", name,
+                                fmt::join(available_backends(), ", "), how));
+}
+
+#if defined(SBITS_HAVE_VULKAN)
+// "auto" takes a Vulkan device only when it is a real GPU: llvmpipe (a CPU device) is slower
+// than the CPU backend.
+bool vulkan_gpu_present() {
+  for (const auto& d : kernels::vulkan_devices())
+    if (d.type == "discrete" || d.type == "integrated") return true;
+  return false;
+}
+#endif
+
+}  // namespace
 
 std::unique_ptr<kernels::Backend> make_backend(const std::string& name, const BackendOptions& options) {
 #if defined(SBITS_HAVE_CUDA)
@@ -31,15 +57,19 @@ std::unique_ptr<kernels::Backend> make_backend(const std::string& name, const Ba
     }
   }
 #endif
+#if defined(SBITS_HAVE_VULKAN)
+  if (name == "vulkan" || (name == "auto" && vulkan_gpu_present())) {
+    try {
+      return kernels::make_vulkan_backend(options.device);
+    } catch (const kernels::KernelError& e) {
+      throw EngineError(fmt::format("backend '{}': {}", name, e.what()));
+    }
+  }
+#endif
   if (name == "cpu" || name == "auto") return kernels::make_cpu_backend(options.threads);
-  if (name == "cuda")
-    throw EngineError(fmt::format("backend 'cuda' is not built into this binary (available: {}); configure with "
-                                  "-DSBITS_CUDA=ON where the CUDA toolkit is installed",
-                                  fmt::join(available_backends(), ", ")));
+  if (name == "cuda") not_built(name, "configure with -DSBITS_CUDA=ON where the CUDA toolkit is installed");
   if (name == "vulkan")
-    throw EngineError(fmt::format("backend '{}' is not built into this binary (available: {}); the {} backend "
-                                  "is not implemented yet",
-                                  name, fmt::join(available_backends(), ", "), name));
+    not_built(name, "configure with -DSBITS_VULKAN=ON where the Vulkan headers, loader and glslc are installed");
   throw EngineError(
       fmt::format("unknown backend '{}' (expected one of: cpu, cuda, vulkan, auto)", name));
 }

@@ -1,0 +1,210 @@
+// bench_vulkan_matvec: effective bandwidth of the Vulkan backend's tiled matvec (decode, n = 1
+// row of x) against the device-to-device copy bandwidth measured in the same run.
+//
+// Shapes 4096x4096, 11008x4096, 4096x11008, 32000x4096; tiles of 64 x 128 with one scale
+// group, all 2-, 3-, 4- or 8-bit. Each configuration is uploaded in as many copies as make
+// >= 256 MiB (several times any L2), and the matvecs rotate over them, so every byte comes
+// from device memory. A round of matvecs is recorded into one command buffer and submitted
+// (as a decode step is); time per matvec = round time / count, median of rounds, host wall
+// clock, submission included.
+//
+// Bandwidth counts the bytes of the tiled tensor (codes, scales, tile table); the copy counts
+// bytes read plus bytes written. Prints a table and writes JSON to
+// bench/results/vulkan_matvec_<device>.json (or --out FILE).
+//
+// Options: --device N   Vulkan device (sbits-run --list-devices; default 0 = preferred)
+//          --quick      one shape (4096x4096), for a smoke run on llvmpipe
+//          --rounds N   timed rounds (default 7)
+//          --out FILE   JSON path
+// Environment: SBITS_VULKAN_SPLIT_TARGET (workgroups the split-K aims for) is recorded.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/quant/tiled.h"
+#include "kernels/vulkan/vulkan_backend.h"
+
+namespace {
+
+using namespace sbits::kernels;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int device = 0;
+  bool quick = false;
+  int rounds = 7;
+  std::string out;
+};
+
+// A tiled tensor with every tile at `bits`: random codes, sane f16 scales (the values do not
+// matter for bandwidth, only that nothing is NaN).
+struct Tensor {
+  std::vector<uint8_t> storage;
+  std::vector<uint8_t> bits;
+  std::vector<uint64_t> offsets;
+  quant::TiledDesc desc;
+  HostWeight host;
+};
+
+Tensor make_tensor(int64_t rows, int64_t cols, int bits, uint32_t seed) {
+  Tensor t;
+  quant::TiledDesc& d = t.desc;
+  d.rows = rows;
+  d.cols = cols;
+  d.tile_rows = 64;
+  d.tile_cols = 128;
+  d.group = 128;
+  d.tiles_r = (rows + 63) / 64;
+  d.tiles_c = (cols + 127) / 128;
+  const size_t n = size_t(d.tiles_r * d.tiles_c);
+  t.bits.assign(n, uint8_t(bits));
+  t.offsets.resize(n);
+  uint64_t off = quant::pad16(n);
+  for (int64_t tr = 0; tr < d.tiles_r; ++tr)
+    for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
+      t.offsets[size_t(tr * d.tiles_c + tc)] = off;
+      off += quant::tile_bytes(std::min<int64_t>(64, rows - tr * 64), std::min<int64_t>(128, cols - tc * 128), 128, bits);
+    }
+  t.storage.assign(off + 16, 0);
+  uint8_t* base = t.storage.data() + (16 - reinterpret_cast<uintptr_t>(t.storage.data()) % 16) % 16;
+  std::memcpy(base, t.bits.data(), n);
+  std::mt19937 rng(seed);
+  for (uint64_t i = quant::pad16(n); i < off; i += 4) {
+    const uint32_t r = rng();
+    std::memcpy(base + i, &r, 4);
+  }
+  d.bits = t.bits.data();
+  d.offsets = t.offsets.data();
+  d.data = base;
+  for (int64_t tr = 0; tr < d.tiles_r; ++tr)  // scales 0x2000 (~0.0078), mins 0xa000 (~-0.0078)
+    for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
+      const quant::TileView v = quant::tile_view(d, tr, tc);
+      if (v.bits == 16) continue;
+      auto* s = const_cast<uint16_t*>(v.scales);
+      for (int k = 0; k < v.rows * v.groups; ++k) s[2 * k] = 0x2000, s[2 * k + 1] = 0xa000;
+    }
+  t.host = HostWeight{WeightType::tiled, rows, cols, base, size_t(off), &t.desc};
+  return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string file_safe(std::string s) {
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error("option " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--device") o.device = std::stoi(value());
+    else if (a == "--quick") o.quick = true;
+    else if (a == "--rounds") o.rounds = std::max(1, std::stoi(value()));
+    else if (a == "--out") o.out = value();
+    else throw std::runtime_error("unknown option " + a + " (see the comment at the top of the source)");
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    const auto devs = vulkan_devices();
+    if (devs.empty()) {
+      std::fprintf(stderr, "bench_vulkan_matvec: no Vulkan device\n");
+      return 1;
+    }
+    auto be = make_vulkan_backend(o.device);
+    const VulkanDeviceInfo& dev = devs.at(size_t(o.device));
+    std::printf("device: %s\n", be->device_description().c_str());
+    const size_t copy_bytes = size_t(256) << 20;
+    const double copy_s = be ? vulkan_copy_seconds(*be, copy_bytes, 20) : 0;
+    const double copy_gbs = 2.0 * double(copy_bytes) / copy_s / 1e9;
+    std::printf("copy: %.1f GB/s (read + write of %zu MiB)\n\n", copy_gbs, copy_bytes >> 20);
+    std::printf("%-12s %4s %10s %10s %10s %8s\n", "shape", "bits", "MiB", "us", "GB/s", "% copy");
+
+    nlohmann::json results = nlohmann::json::array();
+    std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
+    if (o.quick) shapes.resize(1);
+    for (auto [rows, cols] : shapes) {
+      for (int bits : {2, 3, 4, 8}) {
+        const Tensor t = make_tensor(rows, cols, bits, uint32_t(rows * 31 + bits));
+        const size_t copies = std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
+        std::vector<std::unique_ptr<Weight>> ws;
+        for (size_t c = 0; c < copies; ++c) ws.push_back(be->upload(t.host));
+        auto x = be->alloc(size_t(cols)), y = be->alloc(size_t(rows));
+        std::vector<float> xv(size_t(cols), 0.01f);
+        be->write(*x, xv.data(), xv.size());
+        const int per_round = int(std::max<size_t>(copies, 64));
+        auto round = [&] {
+          for (int i = 0; i < per_round; ++i) be->matmul(*ws[size_t(i) % copies], *x, 1, *y, false);
+          be->synchronize();
+        };
+        round();  // pipelines, first touch
+        std::vector<double> times;
+        for (int r = 0; r < o.rounds; ++r) {
+          const auto t0 = Clock::now();
+          round();
+          times.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / per_round);
+        }
+        const double s = median(times);
+        const double gbs = double(t.host.bytes) / s / 1e9;
+        const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+        std::printf("%-12s %4d %10.2f %10.1f %10.1f %7.1f%%\n", shape.c_str(), bits, double(t.host.bytes) / (1 << 20),
+                    s * 1e6, gbs, 100.0 * gbs / copy_gbs);
+        std::fflush(stdout);
+        results.push_back({{"rows", rows}, {"cols", cols}, {"bits", bits}, {"bytes", t.host.bytes},
+                           {"copies", copies}, {"us", s * 1e6}, {"gbs", gbs}, {"pct_of_copy", 100.0 * gbs / copy_gbs}});
+      }
+    }
+    const VulkanStats st = vulkan_stats(*be);
+    const char* split = std::getenv("SBITS_VULKAN_SPLIT_TARGET");
+    const std::time_t now = std::time(nullptr);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    nlohmann::json j = {{"benchmark", "vulkan_matvec"},
+                        {"device", dev.name},
+                        {"device_type", dev.type},
+                        {"driver", dev.driver},
+                        {"description", be->device_description()},
+                        {"date", when},
+                        {"n", 1},
+                        {"tile", "64x128, group 128"},
+                        {"split_target", split ? split : "default"},
+                        {"subgroup_reductions", st.subgroup_reductions},
+                        {"copy_gbs", copy_gbs},
+                        {"results", results}};
+    const std::string out = !o.out.empty() ? o.out
+                                           : std::string(SBITS_SOURCE_DIR) + "/bench/results/vulkan_matvec_" +
+                                                 file_safe(dev.name) + ".json";
+    std::ofstream f(out);
+    f << j.dump(2) << "\n";
+    if (!f) throw std::runtime_error("cannot write " + out);
+    std::printf("\nwrote %s\n", out.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_vulkan_matvec: error: %s\n", e.what());
+    return 1;
+  }
+}

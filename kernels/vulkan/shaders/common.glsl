@@ -1,0 +1,76 @@
+// Shared helpers of the sbits compute shaders. Included after `#define WG <workgroup size>`.
+// SBITS_SUBGROUPS (set by the build for the subgroup variant of each shader) switches the
+// workgroup reductions from a shared-memory tree to subgroup arithmetic.
+#ifndef SBITS_COMMON_GLSL
+#define SBITS_COMMON_GLSL
+
+#if SBITS_SUBGROUPS
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+
+// Dense element types, as WeightType: 0 f32, 1 f16, 2 bf16. 16-bit elements are read as the
+// half of a 32-bit word (no 16-bit storage feature needed).
+float f16_at(uint word, uint i) { return unpackHalf2x16(word >> ((i & 1u) * 16u)).x; }
+float bf16_at(uint word, uint i) { return uintBitsToFloat(((word >> ((i & 1u) * 16u)) & 0xffffu) << 16); }
+#define DENSE_AT(arr, T, i) \
+  ((T) == 0u ? uintBitsToFloat(arr[(i)]) : (T) == 1u ? f16_at(arr[(i) >> 1], (i)) : bf16_at(arr[(i) >> 1], (i)))
+
+#ifdef WG
+shared float red_[WG];
+
+// Sum / max over the workgroup; every invocation must call it (it has barriers) and gets the
+// result. The order of the sum is fixed, so results are deterministic.
+float wg_sum(float v) {
+#if SBITS_SUBGROUPS
+  v = subgroupAdd(v);
+  if (subgroupElect()) red_[gl_SubgroupID] = v;
+  barrier();
+  float s = 0.0;
+  for (uint i = 0; i < gl_NumSubgroups; ++i) s += red_[i];
+  barrier();
+  return s;
+#else
+  const uint t = gl_LocalInvocationIndex;
+  red_[t] = v;
+  barrier();
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (t < s) red_[t] += red_[t + s];
+    barrier();
+  }
+  const float r = red_[0];
+  barrier();
+  return r;
+#endif
+}
+
+float wg_max(float v) {
+#if SBITS_SUBGROUPS
+  v = subgroupMax(v);
+  if (subgroupElect()) red_[gl_SubgroupID] = v;
+  barrier();
+  float s = red_[0];
+  for (uint i = 1; i < gl_NumSubgroups; ++i) s = max(s, red_[i]);
+  barrier();
+  return s;
+#else
+  const uint t = gl_LocalInvocationIndex;
+  red_[t] = v;
+  barrier();
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (t < s) red_[t] = max(red_[t], red_[t + s]);
+    barrier();
+  }
+  const float r = red_[0];
+  barrier();
+  return r;
+#endif
+}
+#endif
+
+// Flat index of this invocation over a 2-D grid of 1-D workgroups of 256 (grids above 65535
+// groups are split into y rows by the host). The size is spelled out: gl_WorkGroupSize is not
+// yet known where this file is included (before the shader's local_size declaration).
+uint flat_index() { return (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x; }
+
+#endif

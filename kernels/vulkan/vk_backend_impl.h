@@ -1,0 +1,130 @@
+// The Vulkan backend's classes, shared by the files that implement its ops (vk_backend.cpp:
+// setup, memory, reads and writes; vk_ops.cpp: row and element-wise ops, KV cache, attention,
+// top_k; vk_matmul.cpp: matmul on every weight type, tiled embed).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/vulkan/vk_stream.h"
+#include "kernels/vulkan/vulkan_backend.h"
+
+namespace sbits::kernels::vk {
+
+// Everything one device needs; shared by the backend and every object it made. Member order
+// is destruction order reversed: the stream and pipelines go before the device.
+struct State {
+  explicit State(int device);
+  // Submits what was recorded and waits.
+  void drain();
+  // Host <-> device copies through the staging buffer (in chunks; they drain first).
+  void upload(VkBuffer dst, size_t dst_off, const void* src, size_t bytes);
+  void download(void* dst, VkBuffer src, size_t src_off, size_t bytes);
+
+  Context ctx;
+  PipelineCache pipes;
+  Stream stream;
+  DeviceBuffer staging;
+  std::recursive_mutex mutex;
+};
+
+// A resource keeps the device alive and drains the recorded ops before its memory goes.
+class Resource {
+ public:
+  explicit Resource(std::shared_ptr<State> s) : st(std::move(s)) {}
+  void release_guard() noexcept;
+  std::shared_ptr<State> st;
+};
+
+class VkBufferObj final : public Buffer, public Resource {
+ public:
+  VkBufferObj(std::shared_ptr<State> s, size_t n);
+  ~VkBufferObj() override { release_guard(); }
+  BufRef ref() const { return BufRef{mem.buffer, 0, VK_WHOLE_SIZE}; }
+  DeviceBuffer mem;
+};
+
+class VkWeightObj final : public Weight, public Resource {
+ public:
+  explicit VkWeightObj(std::shared_ptr<State> s) : Resource(std::move(s)) {}
+  ~VkWeightObj() override { release_guard(); }
+  DeviceBuffer mem;    // dense elements, or the tiled tensor bytes
+  DeviceBuffer table;  // tiled: per tile (bits, byte offset / 16) as two u32
+  uint32_t tile_rows = 0, tile_cols = 0, group = 0;
+  uint32_t tiles_r = 0, tiles_c = 0;
+};
+
+class VkKvCacheObj final : public KvCache, public Resource {
+ public:
+  VkKvCacheObj(std::shared_ptr<State> s, const KvCacheDesc& d);
+  ~VkKvCacheObj() override { release_guard(); }
+  size_t bytes() const override { return k.bytes + v.bytes; }
+  DeviceBuffer k, v;
+  // 1 + the highest position stored per (layer, slot), tracked on the host when kv_store is
+  // recorded: attention refuses to read past it.
+  std::vector<int32_t> stored_end;
+  int32_t& end(int layer, int slot) { return stored_end[size_t(layer) * size_t(desc.n_slots) + size_t(slot)]; }
+};
+
+class VulkanBackend final : public Backend {
+ public:
+  explicit VulkanBackend(int device);
+
+  std::string name() const override { return "vulkan"; }
+  std::string device_description() const override { return description_; }
+
+  std::unique_ptr<Weight> upload(const HostWeight& w) override;
+  std::unique_ptr<Buffer> alloc(size_t count) override;
+  void write(Buffer& dst, const float* src, size_t count, size_t offset) override;
+  void read(const Buffer& src, float* dst, size_t count, size_t offset) override;
+  std::unique_ptr<KvCache> create_kv_cache(const KvCacheDesc& desc) override;
+  void synchronize() override;
+
+  void embed(const Weight& table, const int32_t* ids, int n, Buffer& out) override;
+  void rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) override;
+  void matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) override;
+  void rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+            RopeStyle style) override;
+  void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) override;
+  void attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                 const AttentionShape& shape, Buffer& out) override;
+  void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) override;
+  void add(Buffer& x, const Buffer& y, size_t count) override;
+  void get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) override;
+  void top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) override;
+
+  VulkanStats stats() const;
+  double copy_seconds(size_t bytes, int iters);
+
+ private:
+  std::unique_ptr<Weight> upload_tiled(const HostWeight& w);
+  void matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
+  void matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
+  void matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
+  // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).
+  DeviceBuffer& scratch(DeviceBuffer& b, size_t bytes, bool host_visible, const char* what);
+  const Pipeline& pipeline(const std::string& family, const std::vector<uint32_t>& spec, uint32_t n_bindings);
+  // One dispatch over `count` invocations of 256 (split into a 2-D grid above 65535 groups).
+  void dispatch_1d(const Pipeline& p, std::initializer_list<BufRef> b, const void* push, size_t push_bytes,
+                   size_t count);
+
+  std::shared_ptr<State> st_;
+  std::string description_;
+  int split_target_ = 0;  // workgroups split-K aims for; 0 = chosen from the device
+  DeviceBuffer xpad_, partials_, dequant_, topk_out_;
+};
+
+// The backend's own objects behind interface references, or a KernelError naming the op.
+const VkWeightObj& vk_weight(const Weight& w, const char* op);
+VkBufferObj& vk_buffer(Buffer& b, const char* op, const char* what);
+const VkBufferObj& vk_buffer(const Buffer& b, const char* op, const char* what);
+
+// a * b for non-negative sizes, or a KernelError when the product does not fit.
+size_t checked_mul(const char* op, int64_t a, int64_t b);
+// A buffer holds at least rows x cols floats.
+void check_count(const char* op, const char* what, const Buffer& b, int64_t rows, int64_t cols);
+
+}  // namespace sbits::kernels::vk

@@ -1,0 +1,102 @@
+// The Vulkan device layer: instance and device (discrete GPUs first), device memory, compute
+// pipelines created once and cached by name. Everything the ops need below the op level, and
+// nothing about ops.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/vulkan/vk_check.h"
+#include "kernels/vulkan/vulkan_backend.h"
+
+namespace sbits::kernels::vk {
+
+// One Vulkan device opened for compute: one queue, the properties the ops size themselves by.
+class Context {
+ public:
+  explicit Context(int device_index);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  VkInstance instance = VK_NULL_HANDLE;
+  VkPhysicalDevice phys = VK_NULL_HANDLE;
+  VkDevice device = VK_NULL_HANDLE;
+  VkQueue queue = VK_NULL_HANDLE;
+  uint32_t queue_family = 0;
+  VkPhysicalDeviceProperties props{};
+  VkPhysicalDeviceMemoryProperties mem_props{};
+  VulkanDeviceInfo info;
+  uint32_t subgroup_size = 0;
+  bool subgroup_arith = false;  // subgroupAdd/Max in compute shaders
+  bool validation = false;
+  std::atomic<uint64_t> validation_errors{0};
+  std::atomic<uint64_t> live_bytes{0};
+
+  // A memory type with all of `want` among `type_bits`, or -1.
+  int find_memory(uint32_t type_bits, VkMemoryPropertyFlags want) const;
+
+ private:
+  void destroy();
+  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+};
+
+// A VkBuffer with its own memory. Device-local buffers are filled through staging copies;
+// host-visible ones (staging, the argument ring) stay mapped.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Context& ctx, size_t bytes, bool host_visible, const char* op);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+
+  VkBuffer buffer = VK_NULL_HANDLE;
+  size_t bytes = 0;    // requested size (the allocation may be larger)
+  void* mapped = nullptr;
+
+ private:
+  void release();
+  Context* ctx_ = nullptr;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  size_t alloc_bytes_ = 0;
+};
+
+// A compute pipeline with its descriptor-set layout (n storage buffers at bindings 0..n-1) and
+// push constants (up to 128 bytes).
+struct Pipeline {
+  VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+  VkPipelineLayout layout = VK_NULL_HANDLE;
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  uint32_t n_bindings = 0;
+};
+
+// SPIR-V of one shader family, embedded at build time (vk_shaders.cpp).
+struct ShaderCode {
+  const uint32_t* words = nullptr;
+  size_t n_words = 0;
+};
+ShaderCode shader_code(const std::string& family, bool subgroups);
+
+// Pipelines by name ("matvec_tiled", "rows_f16", ...): created on first use from a shader
+// family and specialization constants (constant_id i = spec[i]), then reused.
+class PipelineCache {
+ public:
+  explicit PipelineCache(Context& ctx) : ctx_(ctx) {}
+  ~PipelineCache();
+  const Pipeline& get(const std::string& name, const std::string& family, uint32_t n_bindings,
+                      const std::vector<uint32_t>& spec);
+
+ private:
+  Context& ctx_;
+  std::map<std::string, Pipeline> pipelines_;
+  std::map<std::string, VkShaderModule> modules_;
+};
+
+}  // namespace sbits::kernels::vk

@@ -1,0 +1,184 @@
+// matmul on every weight type, and the tiled weights' upload (validate, copy the tile table).
+//
+// Decode (n <= 8 rows): dense weights take matvec_dense (each element read once for all rows);
+// tiled weights take the tiled matvec over a zero-padded copy of x, with split-K when there
+// are too few tile-row strips to fill the device. Prefill (n > 8): a shared-memory GEMM,
+// directly on dense weights, and on blocks of tiled rows dequantized to f32 scratch.
+#include <algorithm>
+
+#include "kernels/quant/tiled.h"
+#include "kernels/vulkan/vk_backend_impl.h"
+
+namespace sbits::kernels::vk {
+namespace {
+
+constexpr int kDecodeMaxRows = 8;
+constexpr size_t kDequantFloats = size_t(8) << 20;  // f32 scratch for one block of tiled rows
+
+struct TiledPush {
+  uint32_t rows, cols, R, C, G, tiles_c, ld, accumulate, splits, tiles_per_split, n_out, row0, use_ids;
+};
+
+TiledPush tiled_push(const VkWeightObj& w) {
+  TiledPush p{};
+  p.rows = uint32_t(w.rows);
+  p.cols = uint32_t(w.cols);
+  p.R = w.tile_rows;
+  p.C = w.tile_cols;
+  p.G = w.group;
+  p.tiles_c = w.tiles_c;
+  p.splits = 1;
+  return p;
+}
+
+void check_tiled_desc(const HostWeight& w) {
+  const char* op = "upload";
+  if (!w.tiled) fail(op, "a tiled weight needs HostWeight::tiled (the parsed tile table)");
+  const quant::TiledDesc& d = *w.tiled;
+  if (d.rows != w.rows || d.cols != w.cols)
+    fail(op, "tiled description is ", d.rows, " x ", d.cols, ", the weight ", w.rows, " x ", w.cols);
+  if (d.tile_rows < 1 || d.tile_rows > 4096 || d.tile_cols < 32 || d.tile_cols > 4096 || d.tile_cols % 32 ||
+      d.group < 32 || d.group % 32 || d.tile_cols % d.group)
+    fail(op, "tile ", d.tile_rows, " x ", d.tile_cols, " with group ", d.group,
+         ": expected R in 1..4096, C a multiple of 32 up to 4096, G a multiple of 32 dividing C");
+  if (d.tiles_r != (d.rows + d.tile_rows - 1) / d.tile_rows || d.tiles_c != (d.cols + d.tile_cols - 1) / d.tile_cols)
+    fail(op, "tile grid ", d.tiles_r, " x ", d.tiles_c, " does not match ", d.rows, " x ", d.cols);
+  if (!d.data || !d.bits || !d.offsets || d.data != w.data) fail(op, "tiled description: null or mismatched pointers");
+  for (int64_t tr = 0; tr < d.tiles_r; ++tr) {
+    for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
+      const int64_t i = tr * d.tiles_c + tc;
+      const int bits = d.bits[i];
+      if (!quant::is_tile_bits(bits)) fail(op, "tile (", tr, ", ", tc, "): bitwidth ", bits, " has no kernel");
+      const int64_t rows = std::min<int64_t>(d.tile_rows, d.rows - tr * d.tile_rows);
+      const int64_t cols = std::min<int64_t>(d.tile_cols, d.cols - tc * d.tile_cols);
+      const uint64_t size = quant::tile_bytes(rows, cols, d.group, bits);
+      if (d.offsets[i] % 16 != 0 || d.offsets[i] > w.bytes || size > w.bytes - d.offsets[i])
+        fail(op, "tile (", tr, ", ", tc, ") at offset ", d.offsets[i], " (+", size, " bytes) is outside the ",
+             w.bytes, " bytes of the weight or misaligned");
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Weight> VulkanBackend::upload_tiled(const HostWeight& w) {
+  const char* op = "upload";
+  check_tiled_desc(w);
+  const quant::TiledDesc& d = *w.tiled;
+  if (w.bytes > st_->ctx.props.limits.maxStorageBufferRange)
+    fail(op, "a tiled weight of ", w.bytes, " bytes exceeds the device's largest storage buffer (",
+         st_->ctx.props.limits.maxStorageBufferRange, " bytes)");
+  if (d.tiles_r * ((d.tile_rows + 63) / 64) > 65535)
+    fail(op, "a tiled weight of ", d.rows, " rows in tiles of ", d.tile_rows, " needs more than 65535 workgroups");
+  const size_t n = size_t(d.tiles_r * d.tiles_c);
+  std::vector<uint32_t> table(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    table[2 * i] = d.bits[i];
+    table[2 * i + 1] = uint32_t(d.offsets[i] / 16);
+  }
+  auto out = std::make_unique<VkWeightObj>(st_);
+  out->type = WeightType::tiled;
+  out->rows = w.rows;
+  out->cols = w.cols;
+  out->tile_rows = uint32_t(d.tile_rows);
+  out->tile_cols = uint32_t(d.tile_cols);
+  out->group = uint32_t(d.group);
+  out->tiles_r = uint32_t(d.tiles_r);
+  out->tiles_c = uint32_t(d.tiles_c);
+  out->mem = DeviceBuffer(st_->ctx, w.bytes, false, op);
+  out->table = DeviceBuffer(st_->ctx, table.size() * 4, false, op);
+  st_->upload(out->mem.buffer, 0, w.data, w.bytes);
+  st_->upload(out->table.buffer, 0, table.data(), table.size() * 4);
+  return out;
+}
+
+void VulkanBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) {
+  const char* op = "matmul";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkWeightObj& wt = vk_weight(w, op);
+  const VkBufferObj& xs = vk_buffer(x, op, "x");
+  VkBufferObj& ys = vk_buffer(y, op, "y");
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  check_count(op, "x", xs, n, wt.cols);
+  check_count(op, "y", ys, n, wt.rows);
+  if (&xs == &ys && n > 0) fail(op, "y must not be the same buffer as x");
+  if (n == 0) return;
+  if (wt.type == WeightType::tiled)
+    matmul_tiled(wt, xs, n, ys, accumulate);
+  else
+    matmul_dense(wt, xs, n, ys, accumulate);
+}
+
+void VulkanBackend::matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
+  st_->stream.reserve(0, 1, "matmul");
+  const uint32_t type = uint32_t(w.type);
+  if (n <= kDecodeMaxRows) {
+    const uint32_t pc[3] = {uint32_t(w.rows), uint32_t(w.cols), accumulate ? 1u : 0u};
+    const uint32_t rows = uint32_t(w.rows), gx = std::min<uint32_t>(rows, 65535), gy = (rows + gx - 1) / gx;
+    st_->stream.dispatch(pipeline("matvec_dense", {type, uint32_t(n)}, 3), {BufRef{w.mem.buffer}, x.ref(), y.ref()},
+                         pc, sizeof(pc), gx, gy);
+    return;
+  }
+  const uint32_t pc[7] = {uint32_t(n), uint32_t(w.rows), uint32_t(w.cols), uint32_t(w.cols), 0, uint32_t(w.rows),
+                          accumulate ? 1u : 0u};
+  st_->stream.dispatch(pipeline("matmul_dense", {type}, 3), {BufRef{w.mem.buffer}, x.ref(), y.ref()}, pc, sizeof(pc),
+                       uint32_t((w.rows + 63) / 64), uint32_t((n + 63) / 64));
+}
+
+void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
+  if (n <= kDecodeMaxRows) return matvec_tiled(w, x, n, y, accumulate);
+  const int64_t rows = w.rows, cols = w.cols;
+  int64_t block = std::max<int64_t>(1, int64_t(kDequantFloats) / cols);
+  if (block >= 64) block = block / 64 * 64;
+  block = std::min(block, rows);
+  DeviceBuffer& s = scratch(dequant_, size_t(block * cols) * 4, false, "matmul scratch");
+  for (int64_t o0 = 0; o0 < rows; o0 += block) {
+    const int64_t nb = std::min(block, rows - o0);
+    st_->stream.reserve(0, 2, "matmul");
+    TiledPush tp = tiled_push(w);
+    tp.n_out = uint32_t(nb);
+    tp.row0 = uint32_t(o0);
+    const BufRef sr{s.buffer};
+    dispatch_1d(pipeline("tiled", {1, 1}, 5), {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, sr, sr, sr}, &tp,
+                sizeof(tp), size_t(nb) * size_t((cols + 31) / 32));
+    const uint32_t pc[7] = {uint32_t(n), uint32_t(nb), uint32_t(cols), uint32_t(cols), uint32_t(o0), uint32_t(rows),
+                            accumulate ? 1u : 0u};
+    st_->stream.dispatch(pipeline("matmul_dense", {0}, 3), {sr, x.ref(), y.ref()}, pc, sizeof(pc),
+                         uint32_t((nb + 63) / 64), uint32_t((n + 63) / 64));
+  }
+}
+
+void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
+  const uint32_t cols = uint32_t(w.cols), ld = (cols + 31) / 32 * 32;
+  DeviceBuffer& xp = scratch(xpad_, size_t(n) * ld * 4, false, "matmul scratch");
+  // Split-K when the strips alone would leave the device idle: aim for `target` workgroups,
+  // at least 2 tiles per split. CPU devices (llvmpipe) have nothing to gain from it.
+  const uint32_t strips = w.tiles_r * ((w.tile_rows + 63) / 64);
+  const bool cpu = st_->ctx.info.type == "cpu";
+  const uint32_t target = split_target_ > 0 ? uint32_t(split_target_) : cpu ? 1u : 1024u;
+  uint32_t splits = std::min((target + strips - 1) / strips, std::max(1u, w.tiles_c / 2));
+  splits = std::max(1u, std::min(splits, 65535u));
+  const uint32_t tps = (w.tiles_c + splits - 1) / splits;
+  splits = (w.tiles_c + tps - 1) / tps;
+  const size_t count = size_t(n) * size_t(w.rows);
+  DeviceBuffer* part = splits > 1 ? &scratch(partials_, count * splits * 4, false, "matmul scratch") : nullptr;
+  st_->stream.reserve(0, 3, "matmul");
+  const uint32_t pad[5] = {uint32_t(n) * ld, cols, ld, 0, 0};
+  dispatch_1d(pipeline("elementwise", {2}, 3), {x.ref(), x.ref(), BufRef{xp.buffer}}, pad, sizeof(pad),
+              size_t(n) * ld);
+  TiledPush tp = tiled_push(w);
+  tp.ld = ld;
+  tp.accumulate = accumulate ? 1 : 0;
+  tp.splits = splits;
+  tp.tiles_per_split = tps;
+  const BufRef out = part ? BufRef{part->buffer} : y.ref();
+  st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n)}, 5),
+                       {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, BufRef{xp.buffer}, out, BufRef{xp.buffer}}, &tp,
+                       sizeof(tp), strips, splits);
+  if (!part) return;
+  const uint32_t red[5] = {uint32_t(count), 0, 0, splits, accumulate ? 1u : 0u};
+  dispatch_1d(pipeline("elementwise", {3}, 3), {BufRef{part->buffer}, BufRef{part->buffer}, y.ref()}, red, sizeof(red),
+              count);
+}
+
+}  // namespace sbits::kernels::vk

@@ -1,0 +1,266 @@
+// Row-wise and element-wise ops, the KV cache, attention and top_k on the Vulkan backend.
+// Arguments are checked as the CPU backend checks them, before anything is recorded.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/vulkan/vk_backend_impl.h"
+
+namespace sbits::kernels::vk {
+namespace {
+
+void check_rows_pointer(const char* op, const void* p, int n) {
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  if (n > 0 && !p) fail(op, "the row array is null for n=", n);
+}
+
+void check_count1(const char* op, const char* what, const Buffer& b, size_t count) {
+  if (b.count < count) fail(op, what, " holds ", b.count, " floats, expected at least ", count);
+}
+
+void check_layer(const char* op, const KvCacheDesc& d, int layer) {
+  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
+}
+
+void check_cache_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
+  check_rows_pointer(op, rows, n);
+  for (int r = 0; r < n; ++r) {
+    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
+      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
+    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
+      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
+  }
+}
+
+// RowInfo is {int32 slot, int32 pos}: the shaders read it as ivec2.
+static_assert(sizeof(RowInfo) == 8, "RowInfo is staged as ivec2");
+
+VkKvCacheObj& vk_cache(const KvCache& c, const char* op) {
+  auto* p = dynamic_cast<const VkKvCacheObj*>(&c);
+  if (!p) fail(op, "the cache was not created by the Vulkan backend");
+  return const_cast<VkKvCacheObj&>(*p);
+}
+
+}  // namespace
+
+void VulkanBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& out) {
+  const char* op = "embed";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkWeightObj& t = vk_weight(table, op);
+  VkBufferObj& o = vk_buffer(out, op, "out");
+  check_rows_pointer(op, ids, n);
+  check_count(op, "out", o, n, t.cols);
+  for (int r = 0; r < n; ++r)
+    if (ids[r] < 0 || ids[r] >= t.rows)
+      fail(op, "ids[", r, "] = ", ids[r], " is outside the table's rows [0, ", t.rows, ")");
+  if (n == 0) return;
+  st_->stream.reserve(size_t(n) * 4, 1, op);
+  const BufRef idb = st_->stream.stage(ids, size_t(n) * 4);
+  if (t.type == WeightType::tiled) {
+    struct {
+      uint32_t rows, cols, R, C, G, tiles_c, ld, accumulate, splits, tiles_per_split, n_out, row0, use_ids;
+    } pc{uint32_t(t.rows), uint32_t(t.cols), t.tile_rows, t.tile_cols, t.group, t.tiles_c, 0, 0, 1, 0,
+         uint32_t(n), 0, 1};
+    const Pipeline& p = pipeline("tiled", {1, 1}, 5);
+    dispatch_1d(p, {BufRef{t.mem.buffer}, BufRef{t.table.buffer}, o.ref(), o.ref(), idb}, &pc, sizeof(pc),
+                size_t(n) * size_t((t.cols + 31) / 32));
+    return;
+  }
+  struct {
+    uint32_t n, width;
+  } pc{uint32_t(n), uint32_t(t.cols)};
+  const Pipeline& p = pipeline("rows", {uint32_t(t.type)}, 3);
+  dispatch_1d(p, {BufRef{t.mem.buffer}, idb, o.ref()}, &pc, sizeof(pc), size_t(n) * size_t(t.cols));
+}
+
+void VulkanBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) {
+  const char* op = "get_rows";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkBufferObj& xs = vk_buffer(x, op, "x");
+  VkBufferObj& o = vk_buffer(out, op, "out");
+  check_rows_pointer(op, src_rows, n);
+  if (width <= 0) fail(op, "width must be positive, got ", width);
+  if (&xs == &o && n > 0) fail(op, "out must not be the same buffer as x (rows would overwrite each other)");
+  check_count(op, "out", o, n, width);
+  const int64_t x_rows = int64_t(xs.count / size_t(width));
+  for (int r = 0; r < n; ++r)
+    if (src_rows[r] < 0 || src_rows[r] >= x_rows)
+      fail(op, "src_rows[", r, "] = ", src_rows[r], " is outside x's rows [0, ", x_rows, ") (", xs.count,
+           " floats of width ", width, ")");
+  if (n == 0) return;
+  st_->stream.reserve(size_t(n) * 4, 1, op);
+  const BufRef idb = st_->stream.stage(src_rows, size_t(n) * 4);
+  struct {
+    uint32_t n, width;
+  } pc{uint32_t(n), uint32_t(width)};
+  dispatch_1d(pipeline("rows", {0}, 3), {xs.ref(), idb, o.ref()}, &pc, sizeof(pc), size_t(n) * size_t(width));
+}
+
+void VulkanBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) {
+  const char* op = "rmsnorm";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkWeightObj& wt = vk_weight(w, op);
+  const VkBufferObj& xs = vk_buffer(x, op, "x");
+  VkBufferObj& o = vk_buffer(out, op, "out");
+  if (n < 0) fail(op, "n must be >= 0, got ", n);
+  if (wt.rows != 1 || wt.type == WeightType::tiled)
+    fail(op, "the weight must be a dense vector (1 row), got ", wt.rows, " x ", wt.cols, " ", weight_type_name(wt.type));
+  if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(op, "eps must be finite and >= 0, got ", eps);
+  check_count(op, "x", xs, n, wt.cols);
+  check_count(op, "out", o, n, wt.cols);
+  if (n == 0) return;
+  st_->stream.reserve(0, 1, op);
+  struct {
+    uint32_t width;
+    float eps;
+  } pc{uint32_t(wt.cols), eps};
+  st_->stream.dispatch(pipeline("rmsnorm", {uint32_t(wt.type)}, 3), {xs.ref(), BufRef{wt.mem.buffer}, o.ref()}, &pc,
+                       sizeof(pc), uint32_t(n));
+}
+
+// cos and sin of pos * theta^(-2i/hd) are formed in double on the host, exactly as the CPU
+// backend forms them (an f32 angle at pos ~ 1e5 would be off by ~0.01 rad), and staged.
+void VulkanBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+                         RopeStyle style) {
+  const char* op = "rope";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkBufferObj& xs = vk_buffer(x, op, "x");
+  check_rows_pointer(op, rows, n);
+  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
+  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
+  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
+  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
+  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
+  for (int r = 0; r < n; ++r)
+    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  if (n == 0) return;
+  const int half = head_dim / 2;
+  std::vector<double> freq(size_t(half), 0.0);
+  for (int i = 0; i < half; ++i) freq[size_t(i)] = std::pow(double(theta), -2.0 * i / head_dim);
+  std::vector<float> cs(size_t(n) * size_t(half) * 2);
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < half; ++i) {
+      const double angle = double(rows[r].pos) * freq[size_t(i)];
+      cs[(size_t(r) * size_t(half) + size_t(i)) * 2] = float(std::cos(angle));
+      cs[(size_t(r) * size_t(half) + size_t(i)) * 2 + 1] = float(std::sin(angle));
+    }
+  st_->stream.reserve(cs.size() * 4, 1, op);
+  const BufRef csb = st_->stream.stage(cs.data(), cs.size() * 4);
+  struct {
+    uint32_t n, n_heads, head_dim, interleaved;
+  } pc{uint32_t(n), uint32_t(n_heads), uint32_t(head_dim), style == RopeStyle::interleaved ? 1u : 0u};
+  dispatch_1d(pipeline("rope", {}, 2), {xs.ref(), csb}, &pc, sizeof(pc), size_t(n) * size_t(n_heads) * size_t(half));
+}
+
+void VulkanBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n,
+                             const RowInfo* rows) {
+  const char* op = "kv_store";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkKvCacheObj& c = vk_cache(cache, op);
+  const KvCacheDesc& d = c.desc;
+  const VkBufferObj& ks = vk_buffer(k, op, "k");
+  const VkBufferObj& vs = vk_buffer(v, op, "v");
+  check_layer(op, d, layer);
+  check_cache_rows(op, d, rows, n);
+  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
+  check_count(op, "k", ks, n, width);
+  check_count(op, "v", vs, n, width);
+  if (n == 0) return;
+  st_->stream.reserve(size_t(n) * 8, 1, op);
+  const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
+  struct {
+    uint32_t n, n_kv_heads, head_dim, layer, n_slots, n_ctx;
+  } pc{uint32_t(n), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
+       uint32_t(d.n_ctx)};
+  dispatch_1d(pipeline("kv_store", {d.type == KvType::f16 ? 0u : 1u}, 5),
+              {ks.ref(), vs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb}, &pc, sizeof(pc),
+              size_t(n) * size_t(width / 2));
+  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
+}
+
+void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
+                              const AttentionShape& shape, Buffer& out) {
+  const char* op = "attention";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkKvCacheObj& c = vk_cache(cache, op);
+  const KvCacheDesc& d = c.desc;
+  const VkBufferObj& qs = vk_buffer(q, op, "q");
+  VkBufferObj& os = vk_buffer(out, op, "out");
+  check_layer(op, d, layer);
+  check_cache_rows(op, d, rows, n);
+  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
+    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
+         d.n_kv_heads, " head_dim=", d.head_dim);
+  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
+    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
+  const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
+  check_count(op, "q", qs, n, width);
+  check_count(op, "out", os, n, width);
+  for (int r = 0; r < n; ++r) {
+    const int32_t end = c.end(layer, rows[r].slot);
+    if (rows[r].pos >= end)
+      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
+           layer, " has positions < ", end, " of that slot");
+  }
+  if (n == 0) return;
+  st_->stream.reserve(size_t(n) * 8, 1, op);
+  const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
+  struct {
+    uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
+    float scale;
+  } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
+       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim)))};
+  st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 5),
+                       {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref()}, &pc, sizeof(pc),
+                       uint32_t(shape.n_heads), uint32_t(n));
+}
+
+void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {
+  const char* op = "swiglu";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkBufferObj& g = vk_buffer(gate, op, "gate");
+  const VkBufferObj& u = vk_buffer(up, op, "up");
+  VkBufferObj& o = vk_buffer(out, op, "out");
+  check_count1(op, "gate", g, count);
+  check_count1(op, "up", u, count);
+  check_count1(op, "out", o, count);
+  if (count == 0) return;
+  st_->stream.reserve(0, 1, op);
+  const uint32_t pc[5] = {uint32_t(count), 0, 0, 0, 0};
+  dispatch_1d(pipeline("elementwise", {1}, 3), {g.ref(), u.ref(), o.ref()}, pc, sizeof(pc), count);
+}
+
+void VulkanBackend::add(Buffer& x, const Buffer& y, size_t count) {
+  const char* op = "add";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkBufferObj& xs = vk_buffer(x, op, "x");
+  const VkBufferObj& ys = vk_buffer(y, op, "y");
+  check_count1(op, "x", xs, count);
+  check_count1(op, "y", ys, count);
+  if (count == 0) return;
+  st_->stream.reserve(0, 1, op);
+  const uint32_t pc[5] = {uint32_t(count), 0, 0, 0, 0};
+  dispatch_1d(pipeline("elementwise", {0}, 3), {xs.ref(), ys.ref(), xs.ref()}, pc, sizeof(pc), count);
+}
+
+void VulkanBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {
+  const char* op = "top_k";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const VkBufferObj& l = vk_buffer(logits, op, "logits");
+  if (n < 1 || width < 1 || k < 1 || k > width || k > kMaxTopK)
+    fail(op, "n = ", n, ", width = ", width, ", k = ", k, "; expected n >= 1 and 1 <= k <= min(width, 64)");
+  check_count(op, "logits", l, n, width);
+  if (!ids || !vals) fail(op, "ids or vals is null");
+  const size_t out_bytes = size_t(n) * size_t(k) * 8;
+  DeviceBuffer& ob = scratch(topk_out_, out_bytes, true, op);
+  st_->stream.reserve(0, 1, op);
+  const uint32_t pc[2] = {uint32_t(width), uint32_t(k)};
+  st_->stream.dispatch(pipeline("topk", {}, 2), {l.ref(), BufRef{ob.buffer}}, pc, sizeof(pc), uint32_t(n));
+  st_->stream.flush();
+  const auto* res = static_cast<const uint32_t*>(ob.mapped);
+  for (size_t i = 0; i < size_t(n) * size_t(k); ++i) {
+    ids[i] = int32_t(res[2 * i]);
+    std::memcpy(&vals[i], &res[2 * i + 1], 4);
+  }
+}
+
+}  // namespace sbits::kernels::vk

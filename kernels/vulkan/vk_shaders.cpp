@@ -1,0 +1,46 @@
+// The embedded SPIR-V of every shader family (generated at build time from shaders/*.comp).
+#include "kernels/vulkan/vk_device.h"
+
+#include "attention_sg0_spv.h"
+#include "attention_sg1_spv.h"
+#include "elementwise_sg0_spv.h"
+#include "elementwise_sg1_spv.h"
+#include "kv_store_sg0_spv.h"
+#include "kv_store_sg1_spv.h"
+#include "matmul_dense_sg0_spv.h"
+#include "matmul_dense_sg1_spv.h"
+#include "matvec_dense_sg0_spv.h"
+#include "matvec_dense_sg1_spv.h"
+#include "rmsnorm_sg0_spv.h"
+#include "rmsnorm_sg1_spv.h"
+#include "rope_sg0_spv.h"
+#include "rope_sg1_spv.h"
+#include "rows_sg0_spv.h"
+#include "rows_sg1_spv.h"
+#include "tiled_sg0_spv.h"
+#include "tiled_sg1_spv.h"
+#include "topk_sg0_spv.h"
+#include "topk_sg1_spv.h"
+
+namespace sbits::kernels::vk {
+
+ShaderCode shader_code(const std::string& family, bool subgroups) {
+#define SBITS_VK_SHADER(name)                                                                    \
+  if (family == #name)                                                                           \
+    return subgroups ? ShaderCode{k_spv_##name##_sg1, sizeof(k_spv_##name##_sg1) / 4}           \
+                     : ShaderCode{k_spv_##name##_sg0, sizeof(k_spv_##name##_sg0) / 4};
+  SBITS_VK_SHADER(attention)
+  SBITS_VK_SHADER(elementwise)
+  SBITS_VK_SHADER(kv_store)
+  SBITS_VK_SHADER(matmul_dense)
+  SBITS_VK_SHADER(matvec_dense)
+  SBITS_VK_SHADER(rmsnorm)
+  SBITS_VK_SHADER(rope)
+  SBITS_VK_SHADER(rows)
+  SBITS_VK_SHADER(tiled)
+  SBITS_VK_SHADER(topk)
+#undef SBITS_VK_SHADER
+  fail("pipeline", "no shader family '", family, "' is embedded in this build");
+}
+
+}  // namespace sbits::kernels::vk

@@ -1,0 +1,83 @@
+// kv_store and attention of the Vulkan backend against the CPU backend: f16 and f32 caches,
+// grouped-query shapes, head_dim up to 256, rows of several slots at positions across several
+// 128-position blocks, prefill-sized batches, out aliasing q. Tolerance 1e-5 of the output
+// scale: both store the same f16 values (round to nearest even) and differ only in the order
+// of the f32 sums and in exp's last bits.
+#include <doctest/doctest.h>
+
+#include "tests/vulkan/vulkan_test_util.h"
+
+namespace sbits::kernels::test {
+namespace {
+
+struct AttnShape {
+  int n_heads, n_kv_heads, head_dim;
+};
+
+// Stores `count` positions from `first` of `slot` into both caches (rows of random k, v).
+void store(Backend& cpu, Backend& vk, KvCache& cc, KvCache& cg, int layer, int slot, int first, int count,
+           int kv_width, std::mt19937_64& rng) {
+  std::vector<RowInfo> rows(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) rows[size_t(i)] = {slot, first + i};
+  const std::vector<float> k = random_floats(rng, size_t(count * kv_width), -2.0f, 2.0f);
+  const std::vector<float> v = random_floats(rng, size_t(count * kv_width));
+  auto kc = make_buffer(cpu, k), vc = make_buffer(cpu, v), kg = make_buffer(vk, k), vg = make_buffer(vk, v);
+  cpu.kv_store(cc, layer, *kc, *vc, count, rows.data());
+  vk.kv_store(cg, layer, *kg, *vg, count, rows.data());
+}
+
+}  // namespace
+
+TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f32 caches") {
+  auto cpu = make_cpu_backend(2);
+  auto vk = make_vk();
+  std::mt19937_64 rng(7);
+  const AttnShape shapes[] = {{4, 4, 8}, {8, 2, 64}, {6, 3, 128}, {2, 1, 256}, {3, 1, 2}};
+  for (KvType type : {KvType::f16, KvType::f32}) {
+    for (const AttnShape& s : shapes) {
+      KvCacheDesc d;
+      d.n_layers = 2;
+      d.n_slots = 3;
+      d.n_ctx = 300;
+      d.n_kv_heads = s.n_kv_heads;
+      d.head_dim = s.head_dim;
+      d.type = type;
+      auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
+      const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
+      store(*cpu, *vk, *cc, *cg, 1, 0, 0, 270, kv_width, rng);  // prefill of slot 0
+      store(*cpu, *vk, *cc, *cg, 1, 2, 0, 10, kv_width, rng);
+      store(*cpu, *vk, *cc, *cg, 1, 2, 10, 1, kv_width, rng);   // a decode step
+      std::vector<RowInfo> rows = {{0, 269}, {2, 10}, {0, 0}, {0, 128}, {2, 3}, {0, 127}};
+      for (int p = 0; p < 40; ++p) rows.push_back({0, 200 + p});
+      for (int n : {1, 6, int(rows.size())}) {
+        const std::vector<float> q = random_floats(rng, size_t(n * width), -2.0f, 2.0f);
+        auto qc = make_buffer(*cpu, q), qg = make_buffer(*vk, q);
+        auto oc = cpu->alloc(q.size()), og = vk->alloc(q.size());
+        const AttentionShape sh{s.n_heads, s.n_kv_heads, s.head_dim};
+        cpu->attention(*qc, *cc, 1, n, rows.data(), sh, *oc);
+        vk->attention(*qg, *cg, 1, n, rows.data(), sh, *og);
+        INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
+             " n ", n);
+        const std::vector<float> ref = read_all(*cpu, *oc);
+        CHECK(scaled_diff(read_all(*vk, *og), ref) <= 1e-5);
+        vk->attention(*qg, *cg, 1, n, rows.data(), sh, *qg);  // out aliases q
+        CHECK(scaled_diff(read_all(*vk, *qg), ref) <= 1e-5);
+      }
+      const RowInfo unstored{1, 0};
+      auto q = vk->alloc(size_t(width)), o = vk->alloc(size_t(width));
+      CHECK_THROWS_WITH_AS(vk->attention(*q, *cg, 1, 1, &unstored, {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
+                           doctest::Contains("not stored yet"), KernelError);
+      CHECK_THROWS_WITH_AS(vk->attention(*q, *cg, 0, 1, &rows[0], {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
+                           doctest::Contains("not stored yet"), KernelError);
+    }
+  }
+  KvCacheDesc big;
+  big.n_layers = 1;
+  big.n_ctx = 4;
+  big.n_kv_heads = 1;
+  big.head_dim = 258;
+  CHECK_THROWS_WITH_AS(vk->create_kv_cache(big), doctest::Contains("up to 256"), KernelError);
+  check_clean(*vk);
+}
+
+}  // namespace sbits::kernels::test

@@ -1,0 +1,174 @@
+// matmul of the Vulkan backend on dense (f32, f16, bf16) and tiled mixed-bitwidth weights
+// against float64 dot products of the exact weight values, at awkward shapes, for n = 1..8
+// (the matvec kernels), 9 and 40 (the prefill GEMM), with and without accumulation, with and
+// without split-K; tiled embed against the dense rows exactly.
+//
+// Tolerance: 1e-5 of sum |w x| (+ |y0|) per output: every path multiplies exact f32 weights
+// (dequantized with one FMA, as the reference) by f32 x and sums in f32, only in another order.
+#include <doctest/doctest.h>
+
+#include "tests/kernels/tiled/tiled_test_util.h"
+#include "tests/vulkan/vulkan_test_util.h"
+
+namespace sbits::kernels::test {
+namespace {
+
+const uint8_t kAllBits[] = {2, 3, 4, 5, 6, 8, 16};
+const int kBatches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40};
+constexpr double kTol = 1e-5;
+
+std::vector<uint8_t> table_of(int64_t tiles, int which, uint32_t seed) {
+  std::vector<uint8_t> t(static_cast<size_t>(tiles));
+  std::mt19937 rng(seed);
+  for (auto& b : t) b = which < 0 ? kAllBits[rng() % 7] : kAllBits[which];
+  return t;
+}
+
+std::unique_ptr<Weight> upload(Backend& be, const RandomTiled& t) {
+  HostWeight hw;
+  hw.type = WeightType::tiled;
+  hw.rows = t.desc.rows;
+  hw.cols = t.desc.cols;
+  hw.data = t.data;
+  hw.bytes = t.bytes;
+  hw.tiled = &t.desc;
+  return be.upload(hw);
+}
+
+// The worst error of y = (y0 +) x W^T relative to sum |w x| (+ |y0|); `dense(o, i)` gives W.
+template <class Dense>
+double matmul_error(Backend& be, const Weight& w, int64_t rows, int64_t cols, Dense dense, int n, bool accumulate,
+                    uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(size_t(n * cols)), y0(size_t(n * rows));
+  for (float& v : x) v = nd(rng);
+  for (float& v : y0) v = nd(rng);
+  auto xb = be.alloc(x.size()), yb = be.alloc(y0.size());
+  be.write(*xb, x.data(), x.size());
+  be.write(*yb, y0.data(), y0.size());
+  be.matmul(w, *xb, n, *yb, accumulate);
+  const std::vector<float> y = read_all(be, *yb);
+  double worst = 0;
+  for (int j = 0; j < n; ++j) {
+    for (int64_t o = 0; o < rows; ++o) {
+      double ref = accumulate ? y0[size_t(j * rows + o)] : 0.0, mag = std::fabs(ref);
+      for (int64_t i = 0; i < cols; ++i) {
+        const double p = dense(o, i) * double(x[size_t(j * cols + i)]);
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double err = std::fabs(double(y[size_t(j * rows + o)]) - ref) / (mag + 1e-30);
+      worst = std::isnan(err) ? INFINITY : std::max(worst, err);
+    }
+  }
+  return worst;
+}
+
+struct Shape {
+  int64_t rows, cols;
+  int R, C, G;
+};
+
+}  // namespace
+
+TEST_CASE("vulkan dense matmul: f32, f16, bf16 at awkward shapes, n = 1..9 and 40") {
+  auto vk = make_vk();
+  std::mt19937_64 rng(8);
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {7, 5}, {100, 64}, {300, 257}, {65, 1000}};
+  for (WeightType t : kWeightTypes) {
+    for (auto [rows, cols] : shapes) {
+      TestWeight w = make_weight(t, rows, cols, rng, 2);
+      auto wg = vk->upload(w.host);
+      auto dense = [&](int64_t o, int64_t i) { return w.values[size_t(o * cols + i)]; };
+      for (int n : kBatches) {
+        INFO(weight_type_name(t), " ", rows, "x", cols, " n ", n);
+        CHECK(matmul_error(*vk, *wg, rows, cols, dense, n, n % 2 == 1, uint32_t(n)) <= kTol);
+      }
+    }
+  }
+  check_clean(*vk);
+}
+
+TEST_CASE("vulkan tiled matmul: every bitwidth and mixed tiles, awkward shapes, n = 1..9 and 40") {
+  const Shape shapes[] = {{172, 64, 64, 128, 128}, {64, 172, 64, 128, 128}, {200, 300, 64, 128, 128},
+                          {1, 32, 64, 128, 128},   {100, 300, 64, 128, 32}, {130, 257, 16, 64, 32},
+                          {33, 200, 20, 128, 128}, {150, 96, 100, 32, 32}};
+  auto vk = make_vk();
+  for (const Shape& s : shapes) {
+    const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
+    for (int which = -1; which < 7; ++which) {
+      const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, which, 3), 17);
+      auto w = upload(*vk, t);
+      auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * s.cols + i)]); };
+      for (int n : kBatches) {
+        if (which >= 0 && n > 2 && n != 8 && n != 40) continue;  // single-bitwidth tables: fewer batches
+        INFO("shape ", s.rows, "x", s.cols, " R ", s.R, " C ", s.C, " G ", s.G, " bits ",
+             which < 0 ? -1 : int(kAllBits[which]), " n ", n);
+        CHECK(matmul_error(*vk, *w, s.rows, s.cols, dense, n, n % 2 == 0, uint32_t(n)) <= kTol);
+      }
+    }
+  }
+  check_clean(*vk);
+}
+
+TEST_CASE("vulkan tiled matmul: split-K gives the same results, deterministically") {
+  const RandomTiled t = make_random_tiled(200, 1100, 64, 128, 128, table_of(4 * 9, -1, 9), 31);
+  auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * 1100 + i)]); };
+  for (const char* target : {"1", "16", "1000"}) {  // no split, a few, as many as allowed
+    ScopedEnv env("SBITS_VULKAN_SPLIT_TARGET", target);
+    auto vk = make_vk();
+    auto w = upload(*vk, t);
+    for (int n : {1, 3, 8}) {
+      INFO("split target ", target, " n ", n);
+      CHECK(matmul_error(*vk, *w, 200, 1100, dense, n, true, 5) <= kTol);
+    }
+    std::mt19937_64 rng(12);
+    const std::vector<float> x = random_floats(rng, 2 * 1100);
+    auto xb = make_buffer(*vk, x), y1 = vk->alloc(2 * 200), y2 = vk->alloc(2 * 200);
+    vk->matmul(*w, *xb, 2, *y1, false);
+    vk->matmul(*w, *xb, 2, *y2, false);
+    CHECK(read_all(*vk, *y1) == read_all(*vk, *y2));
+    check_clean(*vk);
+  }
+}
+
+TEST_CASE("vulkan tiled embed: rows equal the dense matrix exactly") {
+  auto vk = make_vk();
+  const RandomTiled t = make_random_tiled(300, 172, 64, 128, 64, table_of(5 * 2, -1, 8), 4);
+  auto w = upload(*vk, t);
+  const std::vector<int32_t> ids = {0, 299, 64, 63, 128, 7, 7, 250};
+  auto out = vk->alloc(ids.size() * 172);
+  vk->embed(*w, ids.data(), int(ids.size()), *out);
+  const std::vector<float> got = read_all(*vk, *out);
+  int bad = 0;
+  for (size_t r = 0; r < ids.size(); ++r)
+    for (int c = 0; c < 172; ++c) bad += got[r * 172 + c] != t.dense[size_t(ids[r]) * 172 + c];
+  CHECK(bad == 0);
+  check_clean(*vk);
+}
+
+TEST_CASE("vulkan tiled upload: a bad description is refused with the reason") {
+  auto vk = make_vk();
+  RandomTiled t = make_random_tiled(70, 130, 64, 128, 128, table_of(4, 2, 1), 2);
+  HostWeight hw;
+  hw.type = WeightType::tiled;
+  hw.rows = 70;
+  hw.cols = 130;
+  hw.data = t.data;
+  hw.bytes = t.bytes;
+  CHECK_THROWS_WITH_AS(vk->upload(hw), doctest::Contains("HostWeight::tiled"), KernelError);
+  hw.tiled = &t.desc;
+  t.bits[3] = 7;
+  CHECK_THROWS_WITH_AS(vk->upload(hw), doctest::Contains("tile (1, 1): bitwidth 7"), KernelError);
+  t.bits[3] = 4;
+  hw.bytes = t.bytes - 16;
+  CHECK_THROWS_WITH_AS(vk->upload(hw), doctest::Contains("outside the"), KernelError);
+  hw.bytes = t.bytes;
+  auto w = vk->upload(hw);
+  auto x = vk->alloc(70), y = vk->alloc(70);
+  CHECK_THROWS_AS(vk->matmul(*w, *x, 1, *y, false), KernelError);  // x too small for 130 columns
+  check_clean(*vk);
+}
+
+}  // namespace sbits::kernels::test
