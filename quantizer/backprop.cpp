@@ -28,6 +28,10 @@ kernels::WeightType weight_type(Layout l) {
   throw QuantizerError(fmt::format("backprop: layout {} is not a float layout", layout_name(uint32_t(l))));
 }
 
+Layout layout_of(kernels::WeightType t) {
+  return t == kernels::WeightType::f32 ? Layout::f32 : t == kernels::WeightType::f16 ? Layout::f16 : Layout::bf16;
+}
+
 size_t elem_bytes(kernels::WeightType t) { return t == kernels::WeightType::f32 ? 4 : 2; }
 
 // dst[c][r] = src[r][c] for elements of `eb` bytes, in 32 x 32 blocks so that both sides stay
@@ -135,7 +139,6 @@ void LlamaBackprop::set_override(const std::string& name, const float* w, size_t
     m.data = file_.bytes(*m.info).data();
   }
   m.w = be_->upload({m.type, m.rows, m.cols, m.data, size_t(m.rows * m.cols) * elem_bytes(m.type)});
-  if (name == linear_tensor_name(config_, 0, LinearKind::classifier)) classifier_t_.reset();
 }
 
 const kernels::Weight& LlamaBackprop::transposed(const Matrix& m, std::unique_ptr<kernels::Weight>& slot,
@@ -172,8 +175,7 @@ void LlamaBackprop::linear(int layer, LinearKind kind, const float* x, int n, fl
 void LlamaBackprop::embed(std::span<const int32_t> ids, float* x) {
   const Matrix& m = matrix(tensor_name_embedding());
   const size_t dim = config_.dim, eb = elem_bytes(m.type);
-  const Layout l = m.type == kernels::WeightType::f32 ? Layout::f32
-                   : m.type == kernels::WeightType::f16 ? Layout::f16 : Layout::bf16;
+  const Layout l = layout_of(m.type);
   for (size_t t = 0; t < ids.size(); ++t)
     convert_floats(l, Layout::f32, m.data + size_t(ids[t]) * dim * eb, reinterpret_cast<uint8_t*>(x + t * dim), dim,
                    nullptr);
@@ -258,10 +260,7 @@ double LlamaBackprop::head(std::span<const int32_t> targets, const float* x, int
     cache->target_logit.resize(static_cast<size_t>(n));
   }
   const Matrix& cls = matrix(linear_tensor_name(c, 0, LinearKind::classifier));
-  if (obs) {
-    dh.resize(size_t(n) * dim);
-    if (!classifier_t_) transposed(cls, classifier_t_, classifier_t_bytes_);
-  }
+  if (obs) dh.resize(size_t(n) * dim);
   double total = 0;
   for (int r0 = 0; r0 < n; r0 += kClassifierChunk) {
     const int m = std::min(kClassifierChunk, n - r0);
@@ -283,7 +282,7 @@ double LlamaBackprop::head(std::span<const int32_t> targets, const float* x, int
     for (double v : part_loss) total += v;
     if (obs) {
       obs->on_linear(int(c.n_layers), LinearKind::classifier, r0, m, h.data() + size_t(r0) * dim, dim, zc, vocab);
-      matmul(*classifier_t_, zc, m, dh.data() + size_t(r0) * dim, false);
+      bp::matmul_dw(cls.data, layout_of(cls.type), cls.rows, cls.cols, zc, m, dh.data() + size_t(r0) * dim, threads_);
     }
   }
   if (obs) bp::rmsnorm_backward(x, norms_.at(tensor_name_output_norm()).data(), rs.data(), dh.data(), n, dim, dx, false);

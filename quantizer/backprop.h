@@ -13,10 +13,10 @@
 // stored dtype, f32 accumulation); norms' sums of squares, softmax sums and the loss in double.
 // Memory: weights stay in the mmapped file. The backward pass multiplies by W^T, so each
 // layer's matrices are transposed (in their stored dtype) when that layer's backward runs and
-// freed after; the classifier's transpose (vocab x dim) is kept. Layers are recomputed in the
-// backward pass from the residual stream saved at each layer's input (activation
-// checkpointing), so a sequence holds (n_layers + 1) x n x dim floats plus one layer's
-// intermediates; logits are formed 64 rows at a time.
+// freed after; the classifier (vocab x dim) is not transposed but multiplied from its rows
+// (bp::matmul_dw). Layers are recomputed in the backward pass from the residual stream saved
+// at each layer's input (activation checkpointing), so a sequence holds (n_layers + 1) x n x
+// dim floats plus one layer's intermediates; logits are formed 64 rows at a time.
 // Threading: one LlamaBackprop runs one sequence at a time on `threads` threads (the backend's
 // pool for matmuls, heads and rows for the rest). Not thread-safe; use one per thread.
 // Errors: FormatError for a file that is not a float Llama model, QuantizerError otherwise.
@@ -122,8 +122,6 @@ class LlamaBackprop {
   std::map<std::string, std::unique_ptr<Matrix>> matrices_;
   std::map<std::string, std::vector<float>> norms_;
   std::unique_ptr<kernels::Buffer> bx_, by_;
-  std::unique_ptr<kernels::Weight> classifier_t_;
-  std::vector<uint8_t> classifier_t_bytes_;
   std::unique_ptr<LayerActs> acts_;
   std::optional<Probe> probe_;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "formats/model_config.h"
+#include "formats/sbits_file.h"
 
 namespace sbits::quantizer::bp {
 
@@ -45,6 +46,13 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
 void swiglu_forward(const float* gate, const float* up, size_t count, float* m);
 // dgate = dm * up * silu'(gate), dup = dm * silu(gate).
 void swiglu_backward(const float* gate, const float* up, const float* dm, size_t count, float* dgate, float* dup);
+
+// y[t, :] = sum_k d[t, k] W[k, :] for t < n: the input gradient of y = x W^T, computed from W
+// [rows, cols] as stored (f32/f16/bf16 bytes, `layout`), so that no transposed copy of a large
+// matrix (the classifier: vocab x dim) is needed. Rows of W are converted 32 at a time; each
+// thread sums its share of the rows into its own y, added up at the end.
+void matmul_dw(const uint8_t* w, Layout layout, int64_t rows, int64_t cols, const float* d, int n, float* y,
+               int threads);
 
 // Cross-entropy of n rows of logits [n, vocab] against targets[n]. Writes each row's
 // log-sum-exp and target logit (either may be null) and, when `grad` is set, replaces the

@@ -125,18 +125,33 @@ GradStatsResult collect_grad_sensitivity(const std::string& model_path, std::spa
     throw QuantizerError(fmt::format("collect_grad_sensitivity: need at least 2 tokens, got {}", tokens.size()));
   if (options.seq_len < 1)
     throw QuantizerError(fmt::format("collect_grad_sensitivity: seq_len must be >= 1, got {}", options.seq_len));
+  std::vector<std::vector<int32_t>> windows;
+  for (size_t s = 0; s + 1 < tokens.size(); s += size_t(options.seq_len)) {
+    const size_t n = std::min(size_t(options.seq_len), tokens.size() - 1 - s);
+    windows.emplace_back(tokens.begin() + ptrdiff_t(s), tokens.begin() + ptrdiff_t(s + n + 1));
+  }
+  return collect_grad_sensitivity(model_path, windows, options);
+}
+
+GradStatsResult collect_grad_sensitivity(const std::string& model_path,
+                                         const std::vector<std::vector<int32_t>>& windows,
+                                         const GradStatsOptions& options) {
   auto file = SbitsFile::open(model_path);
   LlamaBackprop bp(*file, {.threads = options.threads});
   const ModelConfig& c = bp.config();
   Accumulator acc(c);
-  size_t total = tokens.size() - 1;
+  size_t total = 0;
+  for (const auto& w : windows) total += w.size() > 1 ? w.size() - 1 : 0;
   if (options.max_tokens > 0) total = std::min(total, options.max_tokens);
+  if (total == 0) throw QuantizerError("collect_grad_sensitivity: no window holds 2 or more tokens");
   const auto t0 = std::chrono::steady_clock::now();
   GradStatsResult res;
   double loss = 0;
-  for (size_t s = 0; s < total; s += size_t(options.seq_len)) {
-    const size_t n = std::min(size_t(options.seq_len), total - s);
-    loss += bp.loss_and_gradients(tokens.subspan(s, n + 1), acc);
+  for (const auto& w : windows) {
+    if (res.tokens >= total) break;
+    if (w.size() < 2) continue;
+    const size_t n = std::min(w.size() - 1, total - res.tokens);
+    loss += bp.loss_and_gradients(std::span(w).first(n + 1), acc);
     res.tokens += n;
     if (options.progress) options.progress(res.tokens, total);
   }

@@ -67,8 +67,15 @@ struct GradStatsResult {
 };
 
 // Runs forward and backward over `tokens` (a token stream, BOS placement up to the caller) of
-// the float model at `model_path`. Throws QuantizerError when tokens hold fewer than 2 ids.
+// the float model at `model_path`, in windows of seq_len. Throws QuantizerError when tokens
+// hold fewer than 2 ids.
 GradStatsResult collect_grad_sensitivity(const std::string& model_path, std::span<const int32_t> tokens,
+                                         const GradStatsOptions& options = {});
+// The same over given windows (each a fresh sequence: window[0..n-1] predict window[1..n], so
+// a window of n + 1 ids gives n tokens; calibration_windows()' windows of seq_len ids give
+// seq_len - 1). options.seq_len is ignored; max_tokens still applies.
+GradStatsResult collect_grad_sensitivity(const std::string& model_path,
+                                         const std::vector<std::vector<int32_t>>& windows,
                                          const GradStatsOptions& options = {});
 
 // sum_ij r_i c_j (a_ij - b_ij)^2 over rows [r0, r1) x cols [c0, c1) of two [rows][cols]
