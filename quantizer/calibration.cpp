@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "engine/perplexity.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "quantizer/parallel.h"
 #include "quantizer/tile_quant.h"
 
@@ -170,6 +171,18 @@ CalibrationStats calibrate(const Model& model, const std::vector<std::vector<int
   }
   stats.loss = predicted ? nll / double(predicted) : 0.0;
   return stats;
+}
+
+double calibration_loss(const std::string& model_path, std::string_view text, size_t tokens, int seq_len,
+                        int threads, uint64_t* tokens_used) {
+  auto backend = kernels::make_cpu_backend(threads);
+  auto model = Model::load(model_path, *backend);
+  CalibrationOptions o;
+  o.block = 0;
+  o.threads = threads;
+  const CalibrationStats s = calibrate(*model, calibration_windows(model->tokenizer(), text, tokens, seq_len), o);
+  if (tokens_used) *tokens_used = s.tokens;
+  return s.loss;
 }
 
 }  // namespace sbits::quantizer

@@ -79,4 +79,9 @@ CalibrationStats calibrate(const Model& model, const std::vector<std::vector<int
                            const CalibrationOptions& options,
                            const std::function<void(size_t, size_t)>& progress = {});
 
+// Mean next-token loss of the model in `model_path` (run on the CPU backend) over the first
+// calibration windows of `text` worth `tokens` tokens: what --report measures before and after.
+double calibration_loss(const std::string& model_path, std::string_view text, size_t tokens, int seq_len,
+                        int threads, uint64_t* tokens_used = nullptr);
+
 }  // namespace sbits::quantizer

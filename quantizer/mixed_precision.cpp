@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "engine/model.h"
+#include "formats/dtype_convert.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "quantizer/calibration.h"
 #include "quantizer/quantize_internal.h"
@@ -107,10 +108,19 @@ PermutedTensor permuted(const Context& cx, const TensorInfo& t) {
   PermutedTensor p;
   p.rows = int64_t(t.shape[0]);
   p.cols = int64_t(t.shape[1]);
-  const std::vector<float> w = to_f32(cx.in, t);
   const TensorPermutation tp = permutation_of(cx.perm, t.name);
-  p.w.resize(w.size());
-  permute_matrix(w.data(), p.rows, p.cols, tp, p.w.data());
+  // Row by row, so that only the permuted f32 copy exists (the embedding is 65 MB in f32).
+  const auto src = cx.in.bytes(t);
+  const size_t elem = src.size() / size_t(p.rows * p.cols);
+  std::vector<float> row(size_t(p.cols));
+  p.w.resize(size_t(p.rows * p.cols));
+  const TensorPermutation cols_only{nullptr, tp.cols};
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const int64_t from = tp.rows ? int64_t((*tp.rows)[size_t(r)]) : r;
+    convert_floats(Layout(t.layout), Layout::f32, src.data() + size_t(from * p.cols) * elem,
+                   reinterpret_cast<uint8_t*>(row.data()), uint64_t(p.cols), nullptr);
+    permute_matrix(row.data(), 1, p.cols, cols_only, p.w.data() + r * p.cols);
+  }
   const TensorSensitivity& s = cx.sens.at(t.name);
   p.s.r = permute_vector(s.r, tp.rows);
   p.s.c = permute_vector(s.c, tp.cols);
