@@ -126,9 +126,11 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
     fail("cuda backend", "device ", device, " (", p.name, ") is sm_", p.major, p.minor,
          "; the CUDA backend needs sm_80 or newer (tensor-core mma and cp.async)");
   // Tuning knobs for benchmarks (bench_cuda_matvec): which tiled kernel, how many warps per SM
-  // to aim for, programmatic dependent launch. The defaults were the fastest on an H200
-  // (bench/results/cuda_matvec_NVIDIA_H200.md).
-  mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", 2, 0, kTiledMmaVariants - 1);
+  // to aim for, programmatic dependent launch, variant 4's ring size per warp. Variant 4 needs
+  // sm_90 (bulk copies); the defaults were the fastest measured (bench/results/cuda_matvec_*).
+  const int best = p.major >= 9 ? 4 : 2;
+  mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", best, 0, p.major >= 9 ? kTiledMmaVariants - 1 : 3);
+  mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
   pdl_ = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0;
 }

@@ -3,6 +3,7 @@
 // cuda_matmul.cpp: matmul on every weight type).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ class CudaWeight final : public Weight, public DeviceResource {
   DeviceMemory table;  // tiled: bits then offsets
   TiledDev tiled{};    // tiled: device description
   bool mma_ok = false;  // tiled: the tensor-core kernels take this layout (see cuda_matmul.cpp)
+  int64_t slot_bytes = 0;  // tiled: variant 4's ring slot (cuda_matmul.cpp upload_tiled)
 };
 
 class CudaKvCache final : public KvCache, public DeviceResource {
@@ -85,6 +87,8 @@ class CudaBackend final : public Backend {
   void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) override;
   void add(Buffer& x, const Buffer& y, size_t count) override;
   void get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) override;
+  // On the device (topk.cu); the same results as the host default.
+  void top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) override;
 
   CudaStats stats() const;
 
@@ -107,6 +111,8 @@ class CudaBackend final : public Backend {
   std::string description_;
   int mma_variant_ = 1;
   int mma_warps_per_sm_ = 8;
+  int64_t mma_ring_bytes_ = 12288;  // variant 4: shared memory per warp to aim for
+  std::map<int64_t, int> wide_blocks_per_sm_;  // variant 4: blocks per SM by shared memory
   bool pdl_ = false;
 
   struct HalfX {

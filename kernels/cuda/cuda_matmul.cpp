@@ -91,6 +91,12 @@ std::unique_ptr<Weight> CudaBackend::upload_tiled(const HostWeight& w) {
                         ordered ? reinterpret_cast<const uint32_t*>(tb + bits_bytes + offs_bytes) : nullptr,
                         d.rows, d.cols, d.tile_rows, d.tile_cols, d.group, d.tiles_r, d.tiles_c};
   out->mma_ok = d.tile_rows % 16 == 0 && d.tile_cols == 128 && d.group == 128;
+  // Variant 4's ring slot: a full 64 x 128 tile of the widest codes this weight has (f16 tiles
+  // are read in place), so that any tile, edge tiles too, fits a slot.
+  int max_bits = 2;
+  for (size_t i = 0; i < tiles; ++i)
+    if (d.bits[i] != quant::kKeepF16Bits) max_bits = std::max<int>(max_bits, d.bits[i]);
+  out->slot_bytes = int64_t(quant::tile_bytes(64, 128, 128, max_bits));
   return out;
 }
 
@@ -148,7 +154,7 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
   const char* op = "matmul";
   const size_t bytes = checked_mul(op, n, ld * 2);
   void* out = st_->x_half.ensure(*st_, bytes, "matmul x (f16)");
-  float* s = sums ? static_cast<float*>(st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, 32), "matmul x sums"))
+  float* s = sums ? static_cast<float*>(st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4), "matmul x sums"))
                   : nullptr;
   HalfX key{&x, x.version, n, cols, ld, bf16, sums, out};
   HalfX& c = half_x_;
@@ -173,10 +179,23 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
 // (a block has 4 warps): blocks take `chunks_per_block` ranges of tiles_per_split tile columns.
 void CudaBackend::tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a) {
   const TiledDev& t = w.tiled;
+  int warps_per_sm = mma_warps_per_sm_;
+  if (a.variant == 4) {
+    // Ring depth: about ring_bytes_ per warp, 2..8 slots, within the block's shared memory.
+    a.slot_bytes = w.slot_bytes;
+    a.stages = std::clamp<int64_t>(mma_ring_bytes_ / w.slot_bytes, 2, 8);
+    while (a.stages > 2 && tiled_mma_wide_smem(a.stages, a.slot_bytes) > 200 * 1024) --a.stages;
+    // finish() adds the warps' sums in the rings' memory: kWideWarps x 16 x 32 floats.
+    a.smem_bytes = std::max<int64_t>(tiled_mma_wide_smem(a.stages, a.slot_bytes), kWideWarps * 16 * 32 * 4 + 64);
+    // The occupancy query costs microseconds, and a decode step has hundreds of matvecs.
+    auto [it, fresh] = wide_blocks_per_sm_.try_emplace(a.smem_bytes, 0);
+    if (fresh) it->second = tiled_mma_wide_blocks_per_sm(a.smem_bytes);
+    warps_per_sm = std::min(warps_per_sm, kWideWarps * it->second);
+  }
   const int64_t block_rows = (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant);
   const int64_t per_block = tiled_mma_chunks_per_block(a.variant);
   // Rounded, not ceiled: a grid just over one wave would leave most of its second wave idle.
-  const int64_t target_blocks = int64_t(st_->ctx.sm_count) * mma_warps_per_sm_ / 4;
+  const int64_t target_blocks = std::max<int64_t>(1, int64_t(st_->ctx.sm_count) * warps_per_sm / 4);
   int64_t chunks = std::max<int64_t>(1, (target_blocks + block_rows / 2) / block_rows) * per_block;
   const int64_t tps = std::clamp<int64_t>((t.tiles_c + chunks - 1) / chunks, 1, kTiledMmaMaxTilesPerWarp);
   chunks = (t.tiles_c + tps - 1) / tps;

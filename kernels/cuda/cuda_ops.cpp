@@ -266,4 +266,28 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   record(run<AttentionArgs, launch_attention>, a);
 }
 
+void CudaBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {
+  const char* op = "top_k";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  const CudaBuffer& x = cuda_buffer(logits, op, "logits");
+  if (n < 1 || width < 1 || k < 1 || k > width || k > kMaxTopK)
+    fail(op, "n = ", n, ", width = ", width, ", k = ", k, "; expected n >= 1 and 1 <= k <= min(width, ", kMaxTopK, ")");
+  if (!ids || !vals) fail(op, "ids and vals must not be null");
+  check_count(op, "logits", x, n, width);
+  const size_t count = size_t(n) * size_t(k);
+  // Before recording: growing the scratch drains the queue.
+  auto* out = static_cast<uint8_t*>(st_->topk.ensure(*st_, count * 8, "top_k results"));
+  st_->queue->begin_op(0);
+  auto a = zeroed<TopKArgs>();
+  a.logits = x.ptr();
+  a.ids = reinterpret_cast<int32_t*>(out);
+  a.vals = reinterpret_cast<float*>(out + count * 4);
+  a.n = n;
+  a.width = width;
+  a.k = k;
+  record(run<TopKArgs, launch_top_k>, a);
+  st_->copy_to_host(ids, out, count * 4);  // runs the recorded ops first
+  st_->copy_to_host(vals, out + count * 4, count * 4);
+}
+
 }  // namespace sbits::kernels::cuda

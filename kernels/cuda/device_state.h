@@ -154,8 +154,8 @@ class DeviceState {
   uint64_t next_version = 1;   // write stamps of buffers (see CudaBuffer::version)
 
   // x as f16 (+ group sums) for the tiled kernels and cuBLAS, split-K partial sums and their
-  // counters, attention partials, dequantized weight chunks for prefill.
-  Scratch x_half, x_sum, partial, counters, attn, dequant;
+  // counters, attention partials, dequantized weight chunks for prefill, top_k's results.
+  Scratch x_half, x_sum, partial, counters, attn, dequant, topk;
 
  private:
   DeviceMemory cublas_workspace_;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/tiled_mma.cuh"  // mma::pair_shift: the offsets convert_x sums
 
 namespace sbits::kernels::cuda {
 namespace {
@@ -111,11 +112,22 @@ __global__ void convert_x_kernel(const ConvertXArgs a) {
     rounded = __half2float(h);
   }
   if (!a.sums) return;
-  __shared__ float part[4];
-  rounded = warp_sum(rounded);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = rounded;
+  // The plain sum and the offsets of variant 4's decode (launch.h ConvertXArgs): column c of
+  // the 128 is code (c % 32) of its pack unit, in pair (c % 32) / 2. Products by powers of two
+  // are exact; the sums are f32 in a fixed order.
+  __shared__ float part[4][4];
+  const int pair = (threadIdx.x % 32) / 2;
+  float v4[4] = {rounded, rounded * float(1024 >> mma::pair_shift(2, pair)),
+                 rounded * float(1024 >> mma::pair_shift(4, pair)), rounded * float(1024 >> mma::pair_shift(8, pair))};
+  for (int k = 0; k < 4; ++k) {
+    v4[k] = warp_sum(v4[k]);
+    if (threadIdx.x % 32 == 0) part[k][threadIdx.x / 32] = v4[k];
+  }
   __syncthreads();
-  if (threadIdx.x == 0) a.sums[int64_t(blockIdx.x) * 8 + j] = (part[0] + part[1]) + (part[2] + part[3]);
+  if (threadIdx.x < 4) {
+    const int k = threadIdx.x;
+    a.sums[int64_t(blockIdx.x) * kXSumStride + 8 * k + j] = (part[k][0] + part[k][1]) + (part[k][2] + part[k][3]);
+  }
 }
 
 // One thread per (row, 32-column unit): the unit's 32 values with the reference dequantization.

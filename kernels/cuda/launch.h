@@ -95,8 +95,12 @@ struct CopyArgs {
   int64_t bytes;
 };
 
-// x [n, cols] f32 -> out [n, ld] f16 (or bf16), columns cols..ld zero; with sums != null also
-// sums[t * 8 + j] = sum over columns [128 t, 128 t + 128) of row j of the f16 values (n <= 8).
+// x [n, cols] f32 -> out [n, ld] f16 (or bf16), columns cols..ld zero; with sums != null also,
+// per 128 columns t and row j < 8 (zero for j >= n) of the f16 values x:
+//   sums[t * 32 + j]          = sum_c x[c]
+//   sums[t * 32 + 8 * k + j]  = sum_c 2^(10 - p(k, c)) x[c], k = 1, 2, 3 for plane-0 widths
+//                               2, 4, 8: the offsets variant 4's decode leaves in (tiled_mma.cuh)
+constexpr int kXSumStride = 32;
 struct ConvertXArgs {
   const float* x;
   void* out;
@@ -122,11 +126,19 @@ struct GemmArgs {
   int64_t ldy, n, accumulate;
 };
 
+// top_k (topk.cu): ids and vals are [n][k] device arrays; 1 <= k <= min(width, kMaxTopK).
+struct TopKArgs {
+  const float* logits;  // [n][width]
+  int32_t* ids;
+  float* vals;
+  int64_t n, width, k;
+};
+
 // The tensor-core tiled matvec (tiled_mma.cu); see tiled_mma.cuh for the layout it requires.
 struct TiledMmaArgs {
   TiledDev t;
   const uint16_t* x_half;  // [n][ld] f16, zero-padded to 128 * tiles_c columns
-  const float* x_sums;     // [tiles_c][8] per-tile-column sums of x_half
+  const float* x_sums;     // [tiles_c][kXSumStride]: per 128 columns, sums of x_half (ConvertXArgs)
   int64_t ld, n;
   float* y;
   int64_t accumulate;
@@ -135,6 +147,9 @@ struct TiledMmaArgs {
   uint32_t* counters;  // one per block row, zero between launches
   int64_t variant;
   int64_t pdl;  // launch as a programmatic dependent of the previous kernel
+  // Variant 4: each warp's ring of `stages` shared-memory slots of slot_bytes (the largest tile
+  // of the weight); smem_bytes in all, for the block's kWideWarps warps and their barriers.
+  int64_t stages, slot_bytes, smem_bytes;
 };
 
 // Any tiled layout, n <= 8 rows, f32 x: one block per output row, the reference dequantization.
@@ -164,6 +179,7 @@ void launch_copy(const CopyArgs& a, const ExecContext& c);
 void launch_convert_x(const ConvertXArgs& a, const ExecContext& c);
 void launch_dense_matvec(const DenseMatvecArgs& a, const ExecContext& c);
 void launch_gemm(const GemmArgs& a, const ExecContext& c);
+void launch_top_k(const TopKArgs& a, const ExecContext& c);
 void launch_tiled_mma(const TiledMmaArgs& a, const ExecContext& c);
 void launch_tiled_generic(const TiledGenericArgs& a, const ExecContext& c);
 void launch_dequant(const DequantArgs& a, const ExecContext& c);
@@ -172,14 +188,23 @@ void launch_dequant(const DequantArgs& a, const ExecContext& c);
 int attention_max_head_dim();
 // Tiled-mma variants (tiled_mma.cu). Variant 0 needs tile_rows % 16 == 0 and has blocks of 16
 // rows x 4 tile-column chunks; 1..3 need tile_rows == 64 and have blocks of one tile strip x
-// one chunk. A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
+// one chunk; 4 (sm_90) needs tile_rows == 64 and has blocks of one tile strip x kWideWarps
+// chunks, a warp each. A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
 // block row needs one split-K counter.
-constexpr int kTiledMmaVariants = 4;
+constexpr int kTiledMmaVariants = 5;
+constexpr int kWideWarps = 4;  // variant 4: warps per block, each its own chunk of tile columns
 constexpr int kTiledMmaMaxTilesPerWarp = 31;  // lane 31 holds the end of the last tile
 constexpr int tiled_mma_block_rows(int64_t variant) { return variant == 0 ? 16 : 64; }
 // Variants 2 and 3 also need TiledDev::offs16.
 constexpr bool tiled_mma_needs_offs16(int64_t variant) { return variant >= 2; }
-constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 ? 4 : 1; }
+constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 ? 4 : variant == 4 ? kWideWarps : 1; }
+// Variant 4 (sm_90 only: bulk copies on mbarriers): sets the kernel's shared-memory limit once
+// and returns how many blocks of smem_bytes fit on a multiprocessor.
+int tiled_mma_wide_blocks_per_sm(int64_t smem_bytes);
+// Variant 4's shared memory for `stages` slots of slot_bytes per warp.
+constexpr int64_t tiled_mma_wide_smem(int64_t stages, int64_t slot_bytes) {
+  return kWideWarps * stages * (slot_bytes + 8);
+}
 
 // Rows of x one dense/tiled matvec launch takes (more go through cuBLAS).
 constexpr int kMatvecMaxRows = 8;

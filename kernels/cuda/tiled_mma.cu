@@ -5,7 +5,7 @@
 // block row to finish adds the splits' partial sums in split order. Both reductions have a
 // fixed order, so results do not depend on timing.
 //
-// Three kernels, four variants (TiledMmaArgs::variant; bench_cuda_matvec measures them):
+// Four kernels, five variants (TiledMmaArgs::variant; bench_cuda_matvec measures them):
 //  0  registers (tile_rows % 16 == 0): block (x, y) owns rows [16 x, 16 x + 16) of one tile
 //     strip, its warp w the tile columns of chunk (4 y + w); a warp loads 2 tiles' words
 //     straight into registers before computing them; the 4 warps' sums meet in shared memory.
@@ -15,6 +15,8 @@
 //     multiprocessor.
 //  2, 3  lean: variant 1 with its per-tile overhead removed (tiled_mma_lean_kernel); 3 stages
 //     and at most 64 registers (8 blocks), or 4 stages and 6 blocks.
+//  4  wide (sm_90, tile_rows == 64): a warp per whole tile, bulk copies into a per-warp ring
+//     (tiled_mma_wide_kernel), the HFMA2-free decode (tiled_mma.cuh code_pair_raw).
 // A warp takes at most 32 tile columns (lane j holds the j-th tile's header).
 //
 // With TiledMmaArgs::pdl the kernel is launched as a programmatic dependent of the previous
@@ -47,7 +49,7 @@ __device__ __forceinline__ void load_x(const TiledMmaArgs& a, const Geometry& ge
 }
 
 __device__ __forceinline__ float2 load_sums(const TiledMmaArgs& a, const Geometry& geo, int64_t tc) {
-  return __ldg(reinterpret_cast<const float2*>(a.x_sums + tc * 8 + 2 * geo.t));
+  return __ldg(reinterpret_cast<const float2*>(a.x_sums + tc * kXSumStride + 2 * geo.t));
 }
 
 // Programmatic dependent launch (sm_90): no-ops when the kernel was launched without it.
@@ -340,10 +342,10 @@ __global__ void __launch_bounds__(128, kMinBlocks) tiled_mma_lean_kernel(const T
   Geometry geo{lane >> 2, lane & 3, warp * 16, rows_t, 4};
   const bool has_rows = geo.lr0 < rows_t, has_x = geo.g < a.n;  // warp-uniform / per lane
   const uint4* xp = reinterpret_cast<const uint4*>(a.x_half + geo.g * a.ld + tc0 * 128 + geo.t * 32);
-  const float2* sp = reinterpret_cast<const float2*>(a.x_sums + tc0 * 8 + 2 * geo.t);
+  const float2* sp = reinterpret_cast<const float2*>(a.x_sums + tc0 * kXSumStride + 2 * geo.t);
   const uint8_t* slot = smem;
   float y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int i = 0; i < ntiles; ++i, xp += 16, sp += 4) {
+  for (int i = 0; i < ntiles; ++i, xp += 16, sp += kXSumStride / 2) {
     cp_async_wait<kStages - 2>();
     __syncthreads();
     issue(i + kStages - 1);
@@ -381,6 +383,170 @@ __global__ void __launch_bounds__(128, kMinBlocks) tiled_mma_lean_kernel(const T
   finish_strip(a, y, row0, rows_t, geo);
 }
 
+// Variant 4 (sm_90): one warp per whole tile. Block (x, y) owns tile strip x; its warp w the
+// tile columns of chunk (kWideWarps y + w). Each warp streams its tiles - in a strip they lie
+// back to back - into its own ring of `stages` shared-memory slots with one bulk copy per tile
+// (cp.async.bulk, completing on the slot's mbarrier), issued by lane 0 `stages` tiles ahead.
+// So per tile a warp spends a few instructions on the copy (not one cp.async per 16 bytes per
+// thread), one bitwidth dispatch, one load of x, and no block barrier, for all 64 rows (four
+// 16-row MMA blocks that share x); the decode is one LOP3 per code pair (code_pair_raw). The
+// warps' sums meet in shared memory in warp order (finish), split-K as in the other variants.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_init_fence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+// Arrival of the slot's single producer; the phase completes when `bytes` have landed too.
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+#endif
+}
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) into shared memory. The
+// proxy fence orders this warp's earlier plain reads of the slot before the copy's writes.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+#endif
+}
+
+// The four 16-row blocks of one staged tile of B-bit codes (rows_t valid rows).
+template <int B>
+__device__ __forceinline__ void wide_tile(const uint8_t* slot, const Geometry& geo, const uint32_t (&x)[16],
+                                          float2 xs, const float* sums, float (&y)[4][4]) {
+  constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
+  const int w0 = (geo.rows_t * geo.units * P0 + 3) & ~3;  // plane sizes in words (16-byte padded)
+  const int w1 = (geo.rows_t * geo.units * P1 + 3) & ~3;
+  const auto* w = reinterpret_cast<const uint32_t*>(slot);
+  const float2 off = __ldg(reinterpret_cast<const float2*>(sums + 8 * mma::offset_class(P0)));
+  static_for<4>([&](auto J) {
+    constexpr int j = J.value;
+    if (16 * j >= geo.rows_t) return;  // warp-uniform: only in a last, shorter strip
+    Geometry gj = geo;
+    gj.lr0 = 16 * j;
+    TileRegs r;
+    mma::load_codes<B, true, false>(w, w + w0, w + w0 + w1, gj, r);
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    mma::mma_codes_raw<B>(r, x, c);
+    mma::apply_scales_raw(c, r, xs, off, y[j]);
+  });
+}
+
+__device__ __forceinline__ void wide_f16_tile(const uint8_t* tile, const Geometry& geo, const uint32_t (&x)[16],
+                                              float (&y)[4][4]) {
+  static_for<4>([&](auto J) {
+    constexpr int j = J.value;
+    if (16 * j >= geo.rows_t) return;
+    Geometry gj = geo;
+    gj.lr0 = 16 * j;
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    mma::mma_f16_tile(tile, gj, x, c);
+    static_for<4>([&](auto I) { y[j][I.value] += c[I.value]; });
+  });
+}
+
+__global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(const TiledMmaArgs a) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  allow_next_grid();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int stages = int(a.stages);
+  const uint32_t slot_bytes = uint32_t(a.slot_bytes);
+  const int64_t row0 = int64_t(blockIdx.x) * 64;
+  const int rows_t = int(min(int64_t(64), a.t.rows - row0));
+  const int64_t tc0 = min(a.t.tiles_c, (int64_t(blockIdx.y) * kWideWarps + warp) * a.tiles_per_split);
+  const int ntiles = int(min(a.t.tiles_c, tc0 + a.tiles_per_split) - tc0);
+  const int64_t first = int64_t(blockIdx.x) * a.t.tiles_c + tc0;
+  const int last_units = int((a.t.cols - (a.t.tiles_c - 1) * 128 + 31) / 32);
+  const int64_t last_tc = a.t.tiles_c - 1 - tc0;  // index of the last tile column in this range
+  const int my_bits = lane < ntiles ? int(__ldg(a.t.bits + first + lane)) : 0;
+  const uint32_t my_o16 = lane <= ntiles ? __ldg(a.t.offs16 + first + lane) : 0;
+  const uint8_t* data = a.t.data;
+  uint8_t* const ring = smem + size_t(warp) * size_t(stages) * slot_bytes;
+  uint64_t* const bars =
+      reinterpret_cast<uint64_t*>(smem + size_t(kWideWarps) * size_t(stages) * slot_bytes) + warp * stages;
+  if (lane == 0) {
+    for (int s = 0; s < stages; ++s) mbar_init(bars + s);
+    mbar_init_fence();
+  }
+  __syncwarp();
+  // Tile i into slot s (all lanes call it: the header shuffles are collective). An f16 tile is
+  // read from global memory, its slot's phase completed by a plain arrival.
+  auto issue = [&](int i, int s) {
+    const int b = __shfl_sync(0xffffffffu, my_bits, i & 31);
+    const uint32_t o0 = __shfl_sync(0xffffffffu, my_o16, i & 31), o1 = __shfl_sync(0xffffffffu, my_o16, (i + 1) & 31);
+    if (lane != 0 || i >= ntiles) return;
+    if (b == quant::kKeepF16Bits) {
+      mbar_arrive(bars + s);
+      return;
+    }
+    const uint32_t bytes = (o1 - o0) * 16;
+    mbar_expect_tx(bars + s, bytes);
+    bulk_copy(ring + size_t(s) * slot_bytes, data + size_t(o0) * 16, bytes, bars + s);
+  };
+  for (int s = 0; s < stages; ++s) issue(s, s);  // weights: no earlier kernel writes them
+  wait_prior_grid();  // x, its sums, y and the split-K scratch come from earlier kernels
+  Geometry geo{lane >> 2, lane & 3, 0, rows_t, 4};
+  const bool has_x = geo.g < a.n;
+  const uint4* xp = reinterpret_cast<const uint4*>(a.x_half + geo.g * a.ld + tc0 * 128 + geo.t * 32);
+  const float* sp = a.x_sums + tc0 * kXSumStride + 2 * geo.t;
+  float y[4][4] = {};
+  int s = 0;
+  uint32_t phase = 0;
+  for (int i = 0; i < ntiles; ++i, xp += 16, sp += kXSumStride) {
+    uint32_t x[16];
+    static_for<4>([&](auto V) {
+      const uint4 v = has_x ? __ldg(xp + V.value) : make_uint4(0, 0, 0, 0);
+      x[4 * V.value] = v.x, x[4 * V.value + 1] = v.y, x[4 * V.value + 2] = v.z, x[4 * V.value + 3] = v.w;
+    });
+    const float2 xs = __ldg(reinterpret_cast<const float2*>(sp));
+    const int b = __shfl_sync(0xffffffffu, my_bits, i);
+    const uint32_t o0 = __shfl_sync(0xffffffffu, my_o16, i);
+    geo.units = i == last_tc ? last_units : 4;
+    mbar_wait(bars + s, phase);
+    const uint8_t* slot = ring + size_t(s) * slot_bytes;
+    mma::dispatch_bits(b, [&](auto B) {
+      constexpr int kB = decltype(B)::value;
+      if constexpr (kB == 16)
+        wide_f16_tile(data + size_t(o0) * 16, geo, x, y);
+      else
+        wide_tile<kB>(slot, geo, x, xs, sp, y);
+    });
+    __syncwarp();  // every lane is done with slot s before it is refilled
+    issue(i + stages, s);
+    if (++s == stages) s = 0, phase ^= 1u;
+  }
+  __syncthreads();  // all warps are done with their rings: finish() reuses them for the sums
+  finish<kWideWarps, 4>(a, y, row0, rows_t, geo, reinterpret_cast<float(*)[16][32]>(smem));
+}
+
 template <class Kernel>
 void launch(Kernel kernel, const TiledMmaArgs& a, int rows_per_block, int smem, const ExecContext& c) {
   cudaLaunchConfig_t cfg = {};
@@ -404,9 +570,28 @@ void launch_tiled_mma(const TiledMmaArgs& a, const ExecContext& c) {
     case 0: launch(tiled_mma_regs_kernel<2>, a, 16, 0, c); break;
     case 1: launch(tiled_mma_staged_kernel<3, 8>, a, 64, 3 * kSlotBytes, c); break;
     case 2: launch(tiled_mma_lean_kernel<3, 8>, a, 64, 3 * kSlotBytes, c); break;
-    default: launch(tiled_mma_lean_kernel<4, 6>, a, 64, 4 * kSlotBytes, c); break;
+    case 3: launch(tiled_mma_lean_kernel<4, 6>, a, 64, 4 * kSlotBytes, c); break;
+    default: launch(tiled_mma_wide_kernel, a, 64, int(a.smem_bytes), c); break;
   }
   CUDA_CHECK_LAUNCH();
+}
+
+int tiled_mma_wide_blocks_per_sm(int64_t smem_bytes) {
+  static const bool once = [] {
+    int dev = 0, max_smem = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    cudaFuncAttributes attr{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attr, tiled_mma_wide_kernel));  // static + dynamic <= the limit
+    CUDA_CHECK(cudaFuncSetAttribute(tiled_mma_wide_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    max_smem - int(attr.sharedSizeBytes)));
+    return true;
+  }();
+  (void)once;
+  int blocks = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, tiled_mma_wide_kernel, 32 * kWideWarps,
+                                                           size_t(smem_bytes)));
+  return blocks;
 }
 
 }  // namespace sbits::kernels::cuda

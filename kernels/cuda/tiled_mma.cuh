@@ -169,6 +169,65 @@ __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w0)[8], const uin
   return as_u32(__hfma2(as_half2(v), as_half2(scale), as_half2(bias)));
 }
 
+// Where code pair k (codes 2k, 2k + 1 of a pack unit) sits in its f16 half: bit p of the
+// mantissa, for a plane 0 of width P0 (the pair's word is shifted by 0 or 8 first).
+__host__ __device__ constexpr int pair_shift(int P0, int k) { return (P0 * (k % (16 / P0))) % 8; }
+// The offset sum a plane-0 width goes to (launch.h kXSumStride): 1, 2, 3 for P0 = 2, 4, 8.
+__host__ __device__ constexpr int offset_class(int P0) { return P0 == 2 ? 1 : P0 == 4 ? 2 : 3; }
+
+// Variant 4's decode: the same pair without the HFMA2. The exponent is chosen per pair so
+// that the code's lowest bit weighs exactly 1: with the pair at mantissa bit p the f16 is
+// 2^(10-p) (1 + q 2^p / 1024) = 2^(10-p) + q. So one LOP3 (mask, or the exponent in) per pair
+// for 2-, 4- and 8-bit codes; the MMA then sums (2^(10-p) + q) x, and the epilogue subtracts
+// sum 2^(10-p) x, which depends on x and the plane-0 width only (the "offset sums" that
+// convert_x writes per 128 columns, mma_offset_weight). Both sums are exact products added in
+// f32: the cancellation costs about 2^-24 * 2^(10-p) / q of the result, far below the f16
+// rounding of x.
+template <int B, int K>
+__device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const uint32_t (&w1)[2]) {
+  constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
+  constexpr int per0 = 16 / P0;
+  constexpr int s0 = P0 * (K % per0);
+  constexpr int p = s0 % 8, r0 = s0 - p;
+  static_assert(((1 << B) - 1) << p < 1024, "the code must stay inside the f16 mantissa");
+  constexpr uint32_t m0 = ((1u << P0) - 1u) * 0x00010001u;
+  constexpr uint32_t expo = (uint32_t(25 - p) << 10) * 0x00010001u;  // 2^(10-p)
+  uint32_t v = ((w0[K / per0] >> r0) & (m0 << p)) | expo;
+  if constexpr (P1 != 0) {
+    constexpr int per1 = 16 / P1, s1 = P1 * (K % per1), d = s1 - (p + P0);
+    constexpr uint32_t m1 = (((1u << P1) - 1u) * 0x00010001u) << (p + P0);
+    const uint32_t w = w1[K / per1];
+    if constexpr (d >= 0)
+      v |= (w >> d) & m1;
+    else
+      v |= (w << -d) & m1;
+  }
+  return v;
+}
+
+template <int B>
+__device__ __forceinline__ void mma_codes_raw(const TileRegs& r, const uint32_t (&x)[16], float (&c)[4]) {
+  float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  static_for<8>([&](auto S) {
+    constexpr int s = S.value;
+    float(&acc)[4] = s % 2 ? d : c;
+    mma16816(acc, code_pair_raw<B, 2 * s>(r.w0[0], r.w1[0]), code_pair_raw<B, 2 * s>(r.w0[1], r.w1[1]),
+             code_pair_raw<B, 2 * s + 1>(r.w0[0], r.w1[0]), code_pair_raw<B, 2 * s + 1>(r.w0[1], r.w1[1]),
+             x[2 * s], x[2 * s + 1]);
+  });
+  static_for<4>([&](auto I) { c[I.value] += d[I.value]; });
+}
+
+// y += scale * (c - offset) + min * sum(x): variant 4's epilogue (offset = sum 2^(10-p) x).
+__device__ __forceinline__ void apply_scales_raw(const float (&c)[4], const TileRegs& r, float2 xs, float2 off,
+                                                 float (&y)[4]) {
+  const float2 a = __half22float2(as_half2(r.sm[0])), b = __half22float2(as_half2(r.sm[1]));  // {scale, min}
+  y[0] = fmaf(a.x, c[0] - off.x, fmaf(a.y, xs.x, y[0]));
+  y[1] = fmaf(a.x, c[1] - off.y, fmaf(a.y, xs.y, y[1]));
+  y[2] = fmaf(b.x, c[2] - off.x, fmaf(b.y, xs.x, y[2]));
+  y[3] = fmaf(b.x, c[3] - off.y, fmaf(b.y, xs.y, y[3]));
+}
+
 // Two accumulators (even and odd steps) halve the chain of dependent MMAs.
 template <int B>
 __device__ __forceinline__ void mma_codes(const TileRegs& r, const uint32_t (&x)[16], float (&c)[4]) {
