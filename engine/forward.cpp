@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace sbits {
 
 using kernels::RowInfo;
@@ -99,6 +101,22 @@ void Forward::ffn_block(size_t layer, int n) {
 
 void Forward::run(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const RowInfo> rows,
                   std::span<const int32_t> logit_rows, float* logits_out) {
+  const int m = compute_logits(cache, tokens, rows, logit_rows);
+  if (m > 0) be_.read(*logits_, logits_out, static_cast<size_t>(m) * model_.config().vocab_size);
+}
+
+void Forward::run_top_k(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const RowInfo> rows,
+                        std::span<const int32_t> logit_rows, int k, int32_t* ids_out, float* vals_out) {
+  const auto vocab = static_cast<int>(model_.config().vocab_size);
+  if (logit_rows.empty() || k < 1 || k > std::min(vocab, kernels::Backend::kMaxTopK))
+    throw EngineError(fmt::format("forward: top-{} of {} logit rows; expected at least one row and 1 <= k <= {}", k,
+                                  logit_rows.size(), std::min(vocab, kernels::Backend::kMaxTopK)));
+  const int m = compute_logits(cache, tokens, rows, logit_rows);
+  be_.top_k(*logits_, m, vocab, k, ids_out, vals_out);
+}
+
+int Forward::compute_logits(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const RowInfo> rows,
+                            std::span<const int32_t> logit_rows) {
   check_rows(cache, tokens, rows, logit_rows);
   const int n = static_cast<int>(tokens.size());
   be_.embed(model_.embedding(), tokens.data(), n, *x_);
@@ -106,7 +124,7 @@ void Forward::run(kernels::KvCache& cache, std::span<const int32_t> tokens, std:
     attention_block(l, cache, n, rows.data());
     ffn_block(l, n);
   }
-  if (logit_rows.empty()) return;
+  if (logit_rows.empty()) return 0;
   // Only the rows whose logits are wanted go through the final norm and the classifier, which
   // for small models costs as much as all the layers together.
   const int m = static_cast<int>(logit_rows.size());
@@ -115,7 +133,7 @@ void Forward::run(kernels::KvCache& cache, std::span<const int32_t> tokens, std:
   be_.rmsnorm(*sel_, model_.output_norm(), static_cast<float>(model_.config().norm_eps), m, *sel_);
   observe(model_.config().n_layers, LinearInput::classifier, *sel_, m, dim);
   be_.matmul(model_.output(), *sel_, m, *logits_, false);
-  be_.read(*logits_, logits_out, static_cast<size_t>(m) * model_.config().vocab_size);
+  return m;
 }
 
 }  // namespace sbits

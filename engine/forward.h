@@ -43,11 +43,22 @@ class Forward {
   void run(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const kernels::RowInfo> rows,
            std::span<const int32_t> logit_rows, float* logits_out);
 
+  // The same pass, but for each index j in logit_rows only the k largest logits of row
+  // logit_rows[j] come back (kernels::Backend::top_k: on a GPU backend the selection runs on the
+  // device and the full logits never cross to the host): ids_out[j * k + i] and
+  // vals_out[j * k + i], best first, equal logits by lower id. Greedy decoding is k = 1.
+  // 1 <= k <= min(vocab_size, Backend::kMaxTopK); logit_rows must not be empty.
+  void run_top_k(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const kernels::RowInfo> rows,
+                 std::span<const int32_t> logit_rows, int k, int32_t* ids_out, float* vals_out);
+
  private:
   void check_rows(const kernels::KvCache& cache, std::span<const int32_t> tokens,
                   std::span<const kernels::RowInfo> rows, std::span<const int32_t> logit_rows) const;
   void attention_block(size_t layer, kernels::KvCache& cache, int n, const kernels::RowInfo* rows);
   void ffn_block(size_t layer, int n);
+  // Everything up to the logits of logit_rows in logits_ (on the backend); returns their count.
+  int compute_logits(kernels::KvCache& cache, std::span<const int32_t> tokens, std::span<const kernels::RowInfo> rows,
+                     std::span<const int32_t> logit_rows);
   void observe(size_t layer, LinearInput which, const kernels::Buffer& x, int n, int width);
 
   const Model& model_;

@@ -50,6 +50,17 @@ void Session::truncate(int n) {
 }
 
 std::span<float> Session::feed(std::span<const int32_t> tokens) {
+  feed_rows(tokens, nullptr);
+  return logits_;
+}
+
+int32_t Session::feed_greedy(std::span<const int32_t> tokens) {
+  int32_t id = -1;
+  feed_rows(tokens, &id);
+  return id;
+}
+
+void Session::feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id) {
   if (tokens.empty()) throw EngineError("feed: no tokens");
   if (tokens.size() > static_cast<size_t>(n_ctx_ - n_past()))
     throw EngineError(fmt::format("context full: {} tokens already in the context and {} more do not fit in {} "
@@ -63,12 +74,17 @@ std::span<float> Session::feed(std::span<const int32_t> tokens) {
     for (size_t i = 0; i < n; ++i) rows[i] = {0, static_cast<int32_t>(tokens_.size() + i)};
     const bool last = start + n == tokens.size();
     const int32_t last_row = static_cast<int32_t>(n - 1);
-    forward_.run(*cache_, tokens.subspan(start, n), rows,
-                 last ? std::span<const int32_t>(&last_row, 1) : std::span<const int32_t>(), logits_.data());
+    if (last && greedy_id) {
+      float value = 0;
+      forward_.run_top_k(*cache_, tokens.subspan(start, n), rows, std::span<const int32_t>(&last_row, 1), 1,
+                         greedy_id, &value);
+    } else {
+      forward_.run(*cache_, tokens.subspan(start, n), rows,
+                   last ? std::span<const int32_t>(&last_row, 1) : std::span<const int32_t>(), logits_.data());
+    }
     tokens_.insert(tokens_.end(), tokens.begin() + static_cast<ptrdiff_t>(start),
                    tokens.begin() + static_cast<ptrdiff_t>(start + n));
   }
-  return logits_;
 }
 
 GenerationStats Session::generate(std::span<const int32_t> prompt, int max_tokens, Sampler& sampler,
@@ -78,7 +94,16 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
   st.prompt_tokens = static_cast<int>(prompt.size());
   if (prompt.empty()) throw EngineError("generate: the prompt has no tokens (add BOS for an empty prompt)");
   for (int32_t t : prompt) sampler.accept(t);
-  std::span<float> logits = feed(prompt);
+  // Greedy without penalties needs only the argmax: let the backend pick it (see session.h).
+  const SamplerParams& sp = sampler.params();
+  const bool on_backend = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f &&
+                          sp.frequency_penalty == 0.0f;
+  std::span<float> logits;
+  int32_t best = -1;
+  if (on_backend)
+    best = feed_greedy(prompt);
+  else
+    logits = feed(prompt);
   st.prompt_seconds = seconds_since(t0);
 
   const Tokenizer& tok = model_.tokenizer();
@@ -88,7 +113,7 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
   st.stop = StopReason::length;
   for (int i = 0; i < max_tokens; ++i) {
     if (cancel_.exchange(false)) { st.stop = StopReason::cancelled; break; }
-    const int32_t id = sampler.sample(logits);
+    const int32_t id = on_backend ? best : sampler.sample(logits);
     sampler.accept(id);
     if (id == tok.eos_id()) { st.stop = StopReason::eos; break; }
     std::string text = decoder.push(id);
@@ -101,7 +126,10 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
     if (i + 1 == max_tokens) break;  // the last token needs no forward pass
     if (n_past() >= n_ctx_) { st.stop = StopReason::context_full; break; }
     const int32_t next[1] = {id};
-    logits = feed(next);
+    if (on_backend)
+      best = feed_greedy(next);
+    else
+      logits = feed(next);
   }
   if (std::string rest = decoder.flush(); !rest.empty() && st.generated_tokens > 0) on_token(-1, rest);
   if (st.generated_tokens > 1) st.decode_seconds = seconds_since(t_first);

@@ -49,11 +49,20 @@ class Session {
   // Appends tokens (prefill in chunks) and returns the logits after the last one (valid until the
   // next call). Throws EngineError if n_past() + tokens.size() > n_ctx().
   std::span<float> feed(std::span<const int32_t> tokens);
+  // The same, but returns only the id of the largest logit after the last token (lower id on a
+  // tie, as the greedy sampler): the selection runs on the backend (Backend::top_k), so a GPU
+  // backend sends back one id instead of the vocabulary's logits. feed()'s logits are not
+  // updated.
+  int32_t feed_greedy(std::span<const int32_t> tokens);
 
   // Appends prompt, then samples up to max_tokens tokens, calling on_token(id, text) for each one
   // (text is complete UTF-8; it may be empty while a character is split across tokens). The
   // end-of-sequence token stops generation and is not passed on. on_token returning false stops.
   // A last call with id -1 may carry text held back at the end (bytes of an unfinished character).
+  // A greedy sampler without penalties (temperature <= 0, no repeat/presence/frequency
+  // penalty) takes its tokens from feed_greedy: the same choices, but sampler.sample() is not
+  // called, so its last_top_logprobs()/last_logprob() are not updated. Other samplers read the
+  // logits on the host.
   using TokenCallback = std::function<bool(int32_t id, std::string_view text)>;
   GenerationStats generate(std::span<const int32_t> prompt, int max_tokens, Sampler& sampler,
                            const TokenCallback& on_token);
@@ -61,6 +70,9 @@ class Session {
   void cancel() { cancel_.store(true); }
 
  private:
+  // feed() and feed_greedy(): with greedy_id, the top-1 id instead of the logits.
+  void feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id);
+
   const Model& model_;
   int n_ctx_;
   Forward forward_;
