@@ -31,6 +31,7 @@ struct RunOptions {
   int ctx = 0;
   int threads = 0;
   std::string backend = "auto";
+  int device = 0;
   kernels::KvType kv_type = kernels::KvType::f16;
   bool chat = false;
   std::string system;
@@ -59,6 +60,8 @@ Completion (default) or interactive chat with a .sbits model.
       --kv-type f16|f32    KV cache element type (default f16)
       --threads N          CPU threads (default: all cores)
       --backend NAME       cpu, cuda, vulkan or auto (default auto)
+      --device N           GPU of the backend (default 0; see --list-devices)
+      --list-devices       list the devices of the compiled backends and exit
       --verify             check every tensor's checksum at load
       --no-stats           do not print statistics to stderr
   -h, --help               this help
@@ -90,6 +93,11 @@ RunOptions parse_args(int argc, char** argv) {
     else if (a == "--ctx") o.ctx = cli::parse_in_range<int>(a, args.value(a), 1, 1 << 24);
     else if (a == "--threads") o.threads = cli::parse_in_range<int>(a, args.value(a), 1, 1024);
     else if (a == "--backend") o.backend = args.value(a);
+    else if (a == "--device") o.device = cli::parse_in_range<int>(a, args.value(a), 0, 1023);
+    else if (a == "--list-devices") {
+      for (const std::string& d : list_devices()) std::printf("%s\n", d.c_str());
+      std::exit(0);
+    }
     else if (a == "--verify") o.verify = true;
     else if (a == "--no-stats") o.quiet_stats = true;
     else if (a == "--kv-type") {
@@ -231,6 +239,7 @@ int main(int argc, char** argv) {
   try {
     BackendOptions bo;
     bo.threads = o.threads;
+    bo.device = o.device;
     auto backend = make_backend(o.backend, bo);
     ModelLoadOptions lo;
     lo.verify_tensors = o.verify;

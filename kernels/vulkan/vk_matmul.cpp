@@ -114,7 +114,8 @@ void VulkanBackend::matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int
   const uint32_t type = uint32_t(w.type);
   if (n <= kDecodeMaxRows) {
     const uint32_t pc[3] = {uint32_t(w.rows), uint32_t(w.cols), accumulate ? 1u : 0u};
-    const uint32_t rows = uint32_t(w.rows), gx = std::min<uint32_t>(rows, 65535), gy = (rows + gx - 1) / gx;
+    const uint32_t groups = uint32_t((w.rows + 7) / 8);  // 8 output rows per workgroup
+    const uint32_t gx = std::min<uint32_t>(groups, 65535), gy = (groups + gx - 1) / gx;
     st_->stream.dispatch(pipeline("matvec_dense", {type, uint32_t(n)}, 3), {BufRef{w.mem.buffer}, x.ref(), y.ref()},
                          pc, sizeof(pc), gx, gy);
     return;

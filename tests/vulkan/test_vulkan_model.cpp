@@ -1,8 +1,8 @@
 // Real models through the Vulkan backend: stories260K (the engine fixture's conversion)
 // prints llama2.c's golden greedy text through `sbits-run --backend vulkan`; its logits follow
 // the CPU backend's through prefill (a chunk of more than 8 rows: the GEMM path) and 20 decode
-// steps (f16 KV cache on both; f32 weights, sums in another order: 1e-3 absolute on logits of
-// magnitude ~10); greedy picks through the device top_k equal the CPU's argmax.
+// steps (f32 weights, sums in another order: 1e-3 absolute on logits of magnitude ~10 with an
+// f32 KV cache, 5e-3 with an f16 one; see the test).
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -43,20 +43,27 @@ TEST_CASE("stories260K: Vulkan logits follow the CPU's through prefill and decod
   const std::string path = sbits::test::engine_model("stories260K.sbits");
   auto cpu_model = Model::load(path, *cpu_be);
   auto vk_model = Model::load(path, *vk_be);
-  Session cs(*cpu_model, SessionOptions{128, KvType::f16, 16});
-  Session gs(*vk_model, SessionOptions{128, KvType::f16, 16});
-  std::vector<int32_t> ids = cpu_model->tokenizer().encode("Once upon a time, there was a little girl who", true);
-  REQUIRE(ids.size() > 8);
-  std::span<float> lc = cs.feed(ids), lg = gs.feed(ids);
-  CHECK(max_abs_diff_span(lg, lc) <= 1e-3);
-  for (int step = 0; step < 20; ++step) {
-    int32_t next = 0;
-    for (size_t i = 1; i < lc.size(); ++i)
-      if (lc[i] > lc[size_t(next)]) next = int32_t(i);
-    lc = cs.feed(std::span<const int32_t>(&next, 1));
-    lg = gs.feed(std::span<const int32_t>(&next, 1));
-    INFO("step ", step);
-    CHECK(max_abs_diff_span(lg, lc) <= 1e-3);
+  for (KvType kv : {KvType::f32, KvType::f16}) {
+    // f32 cache: the backends differ only in the order of f32 sums. f16 cache: a key or value
+    // that lands near a rounding boundary of f16 can round to neighbouring halves on the two
+    // backends (5e-4 relative), which later steps carry on.
+    const double tol = kv == KvType::f32 ? 1e-3 : 5e-3;
+    INFO("kv " << (kv == KvType::f32 ? "f32" : "f16"));
+    Session cs(*cpu_model, SessionOptions{128, kv, 16});
+    Session gs(*vk_model, SessionOptions{128, kv, 16});
+    std::vector<int32_t> ids = cpu_model->tokenizer().encode("Once upon a time, there was a little girl who", true);
+    REQUIRE(ids.size() > 8);
+    std::span<float> lc = cs.feed(ids), lg = gs.feed(ids);
+    CHECK(max_abs_diff_span(lg, lc) <= tol);
+    for (int step = 0; step < 20; ++step) {
+      int32_t next = 0;
+      for (size_t i = 1; i < lc.size(); ++i)
+        if (lc[i] > lc[size_t(next)]) next = int32_t(i);
+      lc = cs.feed(std::span<const int32_t>(&next, 1));
+      lg = gs.feed(std::span<const int32_t>(&next, 1));
+      INFO("step ", step);
+      CHECK(max_abs_diff_span(lg, lc) <= tol);
+    }
   }
   check_clean(*vk_be);
 }

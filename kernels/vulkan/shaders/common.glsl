@@ -16,6 +16,32 @@ float bf16_at(uint word, uint i) { return uintBitsToFloat(((word >> ((i & 1u) * 
 #define DENSE_AT(arr, T, i) \
   ((T) == 0u ? uintBitsToFloat(arr[(i)]) : (T) == 1u ? f16_at(arr[(i) >> 1], (i)) : bf16_at(arr[(i) >> 1], (i)))
 
+// f32 -> IEEE binary16 bits, round to nearest even, integer-only: bit-exact with the CPU
+// backend (kernels/cpu/half.h). packHalf2x16's rounding is left to the implementation (Mesa
+// may truncate), which would make the f16 KV caches of the two backends differ.
+uint f32_to_f16_rne(float f) {
+  uint x = floatBitsToUint(f);
+  const uint sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return sign | 0x7c00u | (x > 0x7f800000u ? 0x200u | ((x >> 13) & 0x3ffu) : 0u);
+  if (x >= 0x477ff000u) return sign | 0x7c00u;
+  if (x >= 0x38800000u) {
+    uint h = (x >> 13) - (112u << 10);
+    const uint rem = x & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) ++h;
+    return sign | h;
+  }
+  const uint e = x >> 23;
+  if (e < 102u) return sign;
+  const uint m = (x & 0x7fffffu) | 0x800000u;
+  const uint shift = 126u - e;
+  uint q = m >> shift;
+  const uint rem = m & ((1u << shift) - 1u), half_ = 1u << (shift - 1u);
+  if (rem > half_ || (rem == half_ && (q & 1u) != 0u)) ++q;
+  return sign | q;
+}
+uint pack_f16x2_rne(float a, float b) { return f32_to_f16_rne(a) | (f32_to_f16_rne(b) << 16); }
+
 #ifdef WG
 shared float red_[WG];
 

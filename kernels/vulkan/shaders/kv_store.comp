@@ -1,7 +1,7 @@
 #version 450
 // Stores k and v rows ([n, n_kv_heads * head_dim]) into the cache at (layer, slot, pos). One
 // invocation per pair of elements: head_dim is even, so a pair is one 32-bit word of an f16
-// cache. KVT: 0 f16 (rounded to nearest even by packHalf2x16), 1 f32.
+// cache. KVT: 0 f16 (rounded to nearest even, bit-exact with the CPU), 1 f32.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
@@ -22,8 +22,8 @@ void main() {
   const uint dst = (((p.layer * p.n_slots + uint(sp.x)) * p.n_kv_heads + h) * p.n_ctx + uint(sp.y)) * p.head_dim + d;
   const uint src = r * width + h * p.head_dim + d;
   if (KVT == 0) {
-    KC[dst / 2] = packHalf2x16(vec2(K[src], K[src + 1]));
-    VC[dst / 2] = packHalf2x16(vec2(V[src], V[src + 1]));
+    KC[dst / 2] = pack_f16x2_rne(K[src], K[src + 1]);
+    VC[dst / 2] = pack_f16x2_rne(V[src], V[src + 1]);
   } else {
     KC[dst] = floatBitsToUint(K[src]);
     KC[dst + 1] = floatBitsToUint(K[src + 1]);
