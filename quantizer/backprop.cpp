@@ -85,7 +85,7 @@ struct LlamaBackprop::LayerActs {
 };
 
 LlamaBackprop::LlamaBackprop(const SbitsFile& file, const BackpropOptions& options)
-    : file_(file), threads_(std::max(1, options.threads)) {
+    : file_(file), threads_(std::max(1, options.threads)), grad_targets_(options.targets), seed_(options.seed) {
   config_ = ModelConfig::from_metadata(file.metadata());
   config_.validate();
   validate_model_tensors(file, config_);
@@ -261,6 +261,10 @@ double LlamaBackprop::head(std::span<const int32_t> targets, const float* x, int
   }
   const Matrix& cls = matrix(linear_tensor_name(c, 0, LinearKind::classifier));
   if (obs) dh.resize(size_t(n) * dim);
+  // Keys for sampled targets: distinct per (seed, sequence, position) and non-negative.
+  const int64_t sample_key = obs && grad_targets_ == GradTargets::sampled
+                                 ? int64_t((seed_ * 0x100000000ull + sequences_ * 0x100000ull) >> 1)
+                                 : -1;
   double total = 0;
   for (int r0 = 0; r0 < n; r0 += kClassifierChunk) {
     const int m = std::min(kClassifierChunk, n - r0);
@@ -277,7 +281,8 @@ double LlamaBackprop::head(std::span<const int32_t> targets, const float* x, int
       const int b = int(p * m / parts), e = int((p + 1) * m / parts);
       part_loss[size_t(p)] = bp::cross_entropy(zc + size_t(b) * vocab, targets.data() + r0 + b, e - b, vocab,
                                                obs != nullptr, cache ? cache->lse.data() + r0 + b : nullptr,
-                                               cache ? cache->target_logit.data() + r0 + b : nullptr);
+                                               cache ? cache->target_logit.data() + r0 + b : nullptr,
+                                               sample_key < 0 ? -1 : sample_key + r0 + b);
     });
     for (double v : part_loss) total += v;
     if (obs) {
@@ -344,6 +349,7 @@ double LlamaBackprop::loss_and_gradients(std::span<const int32_t> tokens, GradOb
     layer_backward(l, res[size_t(l)].data(), *acts_, n, dx.data(), obs);
   }
   obs.on_embedding(tokens.data(), n, dx.data(), int(config_.dim));
+  ++sequences_;
   return total;
 }
 

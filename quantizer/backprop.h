@@ -72,8 +72,18 @@ struct ForwardCache {
   std::vector<float> lse, target_logit;      // [n]: per position
 };
 
+// Which targets the gradients are taken against (the loss always uses the data's).
+//  data:    delta = softmax - onehot(next token): the empirical Fisher's gradients.
+//  sampled: the onehot at a token drawn from the model's own softmax (one draw per position,
+//           reproducible from `seed`): the Monte Carlo true Fisher, an unbiased estimate of the
+//           Gauss-Newton matrix, which the empirical Fisher underestimates for tokens the model
+//           rarely predicts (E[delta_i^2] = p_i (1 - p_i) instead of ~p_i^2).
+enum class GradTargets { data, sampled };
+
 struct BackpropOptions {
   int threads = 1;
+  GradTargets targets = GradTargets::data;
+  uint64_t seed = 1;
 };
 
 class LlamaBackprop {
@@ -118,6 +128,9 @@ class LlamaBackprop {
   const SbitsFile& file_;
   ModelConfig config_;
   int threads_;
+  GradTargets grad_targets_;
+  uint64_t seed_;
+  uint64_t sequences_ = 0;  // loss_and_gradients calls so far: part of the sampling key
   std::unique_ptr<kernels::Backend> be_;
   std::map<std::string, std::unique_ptr<Matrix>> matrices_;
   std::map<std::string, std::vector<float>> norms_;

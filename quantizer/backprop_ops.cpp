@@ -262,8 +262,31 @@ void matmul_dw(const uint8_t* w, Layout layout, int64_t rows, int64_t cols, cons
     for (size_t i = 0; i < acc[size_t(p)].size(); ++i) y[i] += acc[size_t(p)][i];
 }
 
+namespace {
+
+// splitmix64: a well-mixed 64-bit hash, so that neighbouring keys give independent draws.
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Index i with cumsum(p)[i] >= u * sum(p); p unnormalised (the softmax numerators).
+int32_t draw(const float* p, int vocab, double total, uint64_t key) {
+  const double u = double(mix64(key) >> 11) * 0x1.0p-53 * total;
+  double c = 0;
+  for (int i = 0; i < vocab; ++i) {
+    c += p[i];
+    if (c >= u) return i;
+  }
+  return vocab - 1;
+}
+
+}  // namespace
+
 double cross_entropy(float* logits, const int32_t* targets, int n, int vocab, bool grad, float* lse,
-                     float* target_logit) {
+                     float* target_logit, int64_t sample_key) {
   double total = 0;
   for (int t = 0; t < n; ++t) {
     float* z = logits + size_t(t) * vocab;
@@ -280,8 +303,12 @@ double cross_entropy(float* logits, const int32_t* targets, int n, int vocab, bo
     if (target_logit) target_logit[t] = z[y];
     if (grad) {
       const auto lf = float(l);
-      for (int i = 0; i < vocab; ++i) z[i] = std::exp(z[i] - lf);
-      z[y] -= 1.0f;
+      double psum = 0;
+      for (int i = 0; i < vocab; ++i) {
+        z[i] = std::exp(z[i] - lf);
+        psum += z[i];
+      }
+      z[sample_key >= 0 ? draw(z, vocab, psum, uint64_t(sample_key) + uint64_t(t)) : y] -= 1.0f;
     }
   }
   return total;

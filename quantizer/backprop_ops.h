@@ -56,9 +56,12 @@ void matmul_dw(const uint8_t* w, Layout layout, int64_t rows, int64_t cols, cons
 
 // Cross-entropy of n rows of logits [n, vocab] against targets[n]. Writes each row's
 // log-sum-exp and target logit (either may be null) and, when `grad` is set, replaces the
-// logits by d(sum of losses)/d(logits) = softmax - onehot. Returns the summed loss in nats.
+// logits by d(sum of losses)/d(logits) = softmax - onehot(target). Returns the summed loss in
+// nats (always against `targets`). With sample_key >= 0 the gradient's onehot is instead at a
+// token drawn from the row's own softmax (row t uses the hash of sample_key + t): the Monte
+// Carlo "true Fisher", whose E[delta_i^2] = p_i (1 - p_i) is the Gauss-Newton diagonal.
 // Throws QuantizerError for a target outside [0, vocab).
 double cross_entropy(float* logits, const int32_t* targets, int n, int vocab, bool grad, float* lse,
-                     float* target_logit);
+                     float* target_logit, int64_t sample_key = -1);
 
 }  // namespace sbits::quantizer::bp

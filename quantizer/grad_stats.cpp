@@ -137,7 +137,7 @@ GradStatsResult collect_grad_sensitivity(const std::string& model_path,
                                          const std::vector<std::vector<int32_t>>& windows,
                                          const GradStatsOptions& options) {
   auto file = SbitsFile::open(model_path);
-  LlamaBackprop bp(*file, {.threads = options.threads});
+  LlamaBackprop bp(*file, {.threads = options.threads, .targets = options.targets, .seed = options.seed});
   const ModelConfig& c = bp.config();
   Accumulator acc(c);
   size_t total = 0;

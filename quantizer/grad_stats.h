@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "quantizer/backprop.h"
+
 namespace sbits::quantizer {
 
 struct GradSensitivity {
@@ -55,6 +57,10 @@ struct GradStatsOptions {
   int threads = 1;
   size_t max_tokens = 0;   // stop after this many predicted tokens (0: all)
   UnseenTokens unseen = UnseenTokens::good_turing;
+  // data: empirical Fisher (delta from the next token); sampled: Monte Carlo true Fisher
+  // (quantizer/backprop.h GradTargets). See docs/SENSITIVITY.md for which predicts better.
+  GradTargets targets = GradTargets::data;
+  uint64_t seed = 1;
   // Called after each window with (tokens processed, tokens to process).
   std::function<void(size_t, size_t)> progress;
 };

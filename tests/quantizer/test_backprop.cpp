@@ -250,3 +250,45 @@ TEST_CASE("grad_stats on stories260K: every 2-D weight, positive factors, sensib
 }
 
 }  // namespace sbits::quantizer
+
+namespace sbits::quantizer {
+
+TEST_CASE("backprop sampled targets: same loss, classifier deltas are softmax - onehot(drawn), reproducible") {
+  const ModelConfig c = tiny_config(16, 4, 2, 24, 2, 64, RopeConvention::neox, false);
+  const std::string path = random_model("sampled", c, false, 17);
+  auto file = SbitsFile::open(path);
+  const std::vector<int32_t> ids = random_tokens(40, 64, 4);
+  const int n = int(ids.size()) - 1;
+  auto run = [&](GradTargets targets, uint64_t seed, double* loss) {
+    LlamaBackprop bp(*file, {.threads = 2, .targets = targets, .seed = seed});
+    Recorder rec;
+    rec.n = n;
+    *loss = bp.loss_and_gradients(ids, rec);
+    return rec.delta.at({int(c.n_layers), int(LinearKind::classifier)});
+  };
+  double l_data = 0, l_a = 0, l_b = 0, l_c = 0;
+  const std::vector<float> data = run(GradTargets::data, 1, &l_data);
+  const std::vector<float> a = run(GradTargets::sampled, 1, &l_a);
+  const std::vector<float> b = run(GradTargets::sampled, 1, &l_b);
+  const std::vector<float> other = run(GradTargets::sampled, 2, &l_c);
+  CHECK(l_a == l_data);
+  CHECK(a == b);
+  CHECK(a != other);
+  int moved = 0;
+  for (int t = 0; t < n; ++t) {
+    // Exactly one entry per row is p - 1 (negative); the row sums to 0 like softmax - onehot.
+    double sum = 0;
+    int negative = 0;
+    for (int i = 0; i < 64; ++i) {
+      const float v = a[size_t(t) * 64 + size_t(i)];
+      sum += v;
+      negative += v < 0;
+      if (v != data[size_t(t) * 64 + size_t(i)]) ++moved;
+    }
+    CHECK(negative == 1);
+    CHECK(std::abs(sum) < 1e-5);
+  }
+  CHECK(moved > 0);
+}
+
+}  // namespace sbits::quantizer
