@@ -6,11 +6,13 @@ SBITS_DATA=${SBITS_DATA:-$SBITS_ROOT/../shared/data}
 export SBITS_DATA
 
 # Debian packages the build and the tests need. clang is for the libFuzzer target, nodejs and
-# npm for the server's OpenAI-client test, mesa-vulkan-drivers for Vulkan tests on llvmpipe.
+# npm for the server's OpenAI-client test, mesa-vulkan-drivers for Vulkan tests on llvmpipe
+# (vulkan-validationlayers: the tests run under VK_LAYER_KHRONOS_validation and fail on any
+# error it reports).
 SBITS_PACKAGES=(build-essential cmake pkg-config git clang
   libfmt-dev libxxhash-dev libsentencepiece-dev doctest-dev
   nlohmann-json3-dev libcpp-httplib-dev
-  libvulkan-dev glslc mesa-vulkan-drivers)
+  libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers)
 
 sbits_log() { printf '\033[1m[sbits]\033[0m %s\n' "$*" >&2; }
 
