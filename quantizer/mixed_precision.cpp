@@ -18,6 +18,7 @@
 #include "formats/dtype_convert.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "quantizer/calibration.h"
+#include "quantizer/grad_stats.h"
 #include "quantizer/quantize_internal.h"
 #include "quantizer/reorder.h"
 #include "quantizer/tiled_tensor.h"
@@ -41,6 +42,7 @@ struct Context {
   const QuantizeOptions& opt;
   const ProgressFn& progress;
   Clock::time_point t0 = Clock::now();
+  std::vector<std::vector<int32_t>> windows;        // the calibration token windows
   CalibrationStats stats;                           // diag statistics, original channel order
   CalibrationStats blocks;                          // XᵀX blocks in the output's channel order
   std::map<std::string, TensorSensitivity> sens;    // original channel order
@@ -53,7 +55,8 @@ CalibrationStats run_calibration(Context& cx, const std::string& text, int block
                                  const ModelPermutation* perm, const char* phase) {
   auto backend = kernels::make_cpu_backend(cx.opt.threads);
   auto model = Model::load(cx.in.path(), *backend);
-  const auto windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
+  if (cx.windows.empty())
+    cx.windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
   CalibrationOptions co;
   co.tokens = cx.opt.calib_tokens;
   co.seq_len = cx.opt.calib_seq;
@@ -66,7 +69,7 @@ CalibrationStats run_calibration(Context& cx, const std::string& text, int block
       return &perm->hidden;
     };
   }
-  return calibrate(*model, windows, co, [&](size_t d, size_t n) {
+  return calibrate(*model, cx.windows, co, [&](size_t d, size_t n) {
     if (cx.progress) cx.progress(phase, d, n, cx.seconds());
   });
 }
@@ -76,8 +79,15 @@ void plan_sensitivity(Context& cx) {
   const ModelConfig c = ModelConfig::from_metadata(cx.in.metadata());
   ReorderPlanner planner(int(c.dim), int(c.ffn_dim), int(c.n_layers));
   std::map<std::string, TensorSensitivity> grad;
-  if (cx.opt.sensitivity == "grad")
-    throw QuantizerError("--sensitivity grad: the gradient pass is not part of this build yet; use proxy");
+  if (cx.opt.sensitivity == "grad") {
+    GradStatsOptions go;
+    go.threads = cx.opt.threads;
+    go.progress = [&](size_t d, size_t n) {
+      if (cx.progress) cx.progress("gradients", d, n, cx.seconds());
+    };
+    for (GradSensitivity& g : collect_grad_sensitivity(cx.in.path(), cx.windows, go).tensors)
+      grad[g.name] = TensorSensitivity{std::move(g.r), std::move(g.c)};
+  }
   size_t done = 0;
   for (const TensorInfo& t : cx.in.tensors()) {
     ++done;
