@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "quantizer/backprop.h"
@@ -20,7 +21,7 @@ struct LinearSums {
 
 class Accumulator final : public GradObserver {
  public:
-  explicit Accumulator(const ModelConfig& c) : config_(c) {
+  Accumulator(const ModelConfig& c, bool exact_classifier) : config_(c), exact_classifier_(exact_classifier) {
     emb_rows_.assign(c.vocab_size, 0.0);
     emb_count_.assign(c.vocab_size, 0);
     emb_cols_.assign(c.dim, 0.0);
@@ -31,7 +32,10 @@ class Accumulator final : public GradObserver {
     LinearSums& s = sums_[linear_tensor_name(config_, layer, kind) + (kind == LinearKind::classifier ? "#cls" : "")];
     s.d2.resize(size_t(out), 0.0);
     s.x2.resize(size_t(in), 0.0);
-    add_squares(delta, n, out, s.d2.data());
+    if (kind == LinearKind::classifier && exact_classifier_)
+      add_ggn(delta, n, out, s.d2.data());
+    else
+      add_squares(delta, n, out, s.d2.data());
     add_squares(x, n, in, s.x2.data());
   }
 
@@ -95,7 +99,21 @@ class Accumulator final : public GradObserver {
     }
   }
 
+  // The classifier's Gauss-Newton diagonal p_i (1 - p_i) from delta = p - onehot(any target):
+  // |delta_i| is p_i or 1 - p_i, and u (1 - u) is the same for both. Exact, where squaring a
+  // sampled delta estimates it with a variance that hides tokens of p ~ 1e-6 entirely.
+  static void add_ggn(const float* d, int n, int width, double* sum) {
+    for (int t = 0; t < n; ++t) {
+      const float* row = d + size_t(t) * width;
+      for (int j = 0; j < width; ++j) {
+        const double u = std::abs(double(row[j]));
+        sum[j] += u * (1.0 - u);
+      }
+    }
+  }
+
   const ModelConfig& config_;
+  bool exact_classifier_;
   std::map<std::string, LinearSums> sums_;
   std::vector<double> emb_rows_, emb_cols_;
   std::vector<uint64_t> emb_count_;
@@ -139,7 +157,7 @@ GradStatsResult collect_grad_sensitivity(const std::string& model_path,
   auto file = SbitsFile::open(model_path);
   LlamaBackprop bp(*file, {.threads = options.threads, .targets = options.targets, .seed = options.seed});
   const ModelConfig& c = bp.config();
-  Accumulator acc(c);
+  Accumulator acc(c, options.targets == GradTargets::sampled);
   size_t total = 0;
   for (const auto& w : windows) total += w.size() > 1 ? w.size() - 1 : 0;
   if (options.max_tokens > 0) total = std::min(total, options.max_tokens);

@@ -58,7 +58,10 @@ struct GradStatsOptions {
   size_t max_tokens = 0;   // stop after this many predicted tokens (0: all)
   UnseenTokens unseen = UnseenTokens::good_turing;
   // data: empirical Fisher (delta from the next token); sampled: Monte Carlo true Fisher
-  // (quantizer/backprop.h GradTargets). See docs/SENSITIVITY.md for which predicts better.
+  // (quantizer/backprop.h GradTargets) upstream of the classifier and, at the classifier, its
+  // exact Gauss-Newton diagonal r_i = 1/2 E_t[p_ti (1 - p_ti)] (the empirical Fisher's
+  // E[delta_i^2] ~ p_i^2 misses the curvature of rarely predicted tokens by orders of
+  // magnitude). See docs/SENSITIVITY.md for which predicts better.
   GradTargets targets = GradTargets::data;
   uint64_t seed = 1;
   // Called after each window with (tokens processed, tokens to process).
