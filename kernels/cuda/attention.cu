@@ -109,18 +109,34 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   }
 }
 
-// One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// One block per (row, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M). The
+// first warp reads every split's (m, l) at once and leaves the weights e^(m_s - M) in shared
+// memory (splits floats, dynamic): one round of loads instead of three chains of `splits`
+// dependent ones (13.6 us per call on an H200 in decode before, measured with ncu).
 __global__ void attention_merge_kernel(const AttentionArgs a) {
-  const int hd = int(a.head_dim);
+  extern __shared__ float weight[];
+  __shared__ float sum_l;
+  const int hd = int(a.head_dim), splits = int(a.splits);
   const float* part = a.partial + int64_t(blockIdx.x) * a.splits * (hd + 2);
-  float big = -INFINITY;
-  for (int64_t s = 0; s < a.splits; ++s) big = fmaxf(big, part[s * (hd + 2) + hd]);
-  float l = 0.0f;
-  for (int64_t s = 0; s < a.splits; ++s) l += part[s * (hd + 2) + hd + 1] * expf(part[s * (hd + 2) + hd] - big);
+  if (threadIdx.x < 32) {
+    float big = -INFINITY;
+    for (int s = int(threadIdx.x); s < splits; s += 32) big = fmaxf(big, part[s * (hd + 2) + hd]);
+    big = warp_max(big);
+    float l = 0.0f;
+    for (int s = int(threadIdx.x); s < splits; s += 32) {
+      const float w = expf(part[s * (hd + 2) + hd] - big);
+      weight[s] = w;
+      l += part[s * (hd + 2) + hd + 1] * w;
+    }
+    l = warp_sum(l);
+    if (threadIdx.x == 0) sum_l = l;
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float o = 0.0f;
-    for (int64_t s = 0; s < a.splits; ++s) o += part[s * (hd + 2) + d] * expf(part[s * (hd + 2) + hd] - big);
-    a.out[int64_t(blockIdx.x) * hd + d] = o / l;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) o += part[s * (hd + 2) + d] * weight[s];
+    a.out[int64_t(blockIdx.x) * hd + d] = o / sum_l;
   }
 }
 
@@ -135,7 +151,7 @@ void launch_attention(const AttentionArgs& a, const ExecContext& c) {
     attention_kernel<false><<<grid, kWarps * 32, 0, c.stream>>>(a);
   CUDA_CHECK_LAUNCH();
   if (a.splits > 1) {
-    attention_merge_kernel<<<unsigned(a.n * a.n_heads), 64, 0, c.stream>>>(a);
+    attention_merge_kernel<<<unsigned(a.n * a.n_heads), 64, size_t(a.splits) * sizeof(float), c.stream>>>(a);
     CUDA_CHECK_LAUNCH();
   }
 }

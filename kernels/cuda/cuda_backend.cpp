@@ -128,7 +128,7 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   // Tuning knobs for benchmarks (bench_cuda_matvec): which tiled kernel, how many warps per SM
   // to aim for, programmatic dependent launch, variant 4's ring size per warp. Variant 4 needs
   // sm_90 (bulk copies); the defaults were the fastest measured (bench/results/cuda_matvec_*).
-  const int best = p.major >= 9 ? 4 : 2;
+  const int best = p.major >= 9 ? 5 : 2;
   mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", best, 0, p.major >= 9 ? kTiledMmaVariants - 1 : 3);
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);

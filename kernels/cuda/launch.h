@@ -189,16 +189,16 @@ int attention_max_head_dim();
 // Tiled-mma variants (tiled_mma.cu). Variant 0 needs tile_rows % 16 == 0 and has blocks of 16
 // rows x 4 tile-column chunks; 1..3 need tile_rows == 64 and have blocks of one tile strip x
 // one chunk; 4 (sm_90) needs tile_rows == 64 and has blocks of one tile strip x kWideWarps
-// chunks, a warp each. A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
+// chunks, a warp each (5 too). A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
 // block row needs one split-K counter.
-constexpr int kTiledMmaVariants = 5;
+constexpr int kTiledMmaVariants = 6;
 constexpr int kWideWarps = 4;  // variant 4: warps per block, each its own chunk of tile columns
 constexpr int kTiledMmaMaxTilesPerWarp = 31;  // lane 31 holds the end of the last tile
 constexpr int tiled_mma_block_rows(int64_t variant) { return variant == 0 ? 16 : 64; }
 // Variants 2 and 3 also need TiledDev::offs16.
 constexpr bool tiled_mma_needs_offs16(int64_t variant) { return variant >= 2; }
-constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 ? 4 : variant == 4 ? kWideWarps : 1; }
-// Variant 4 (sm_90 only: bulk copies on mbarriers): sets the kernel's shared-memory limit once
+constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 ? 4 : variant >= 4 ? kWideWarps : 1; }
+// Variants 4 and 5 (sm_90 only: bulk copies on mbarriers): sets the kernel's shared-memory limit once
 // and returns how many blocks of smem_bytes fit on a multiprocessor.
 int tiled_mma_wide_blocks_per_sm(int64_t smem_bytes);
 // Variant 4's shared memory for `stages` slots of slot_bytes per warp.

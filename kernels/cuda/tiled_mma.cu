@@ -17,6 +17,7 @@
 //     and at most 64 registers (8 blocks), or 4 stages and 6 blocks.
 //  4  wide (sm_90, tile_rows == 64): a warp per whole tile, bulk copies into a per-warp ring
 //     (tiled_mma_wide_kernel), the HFMA2-free decode (tiled_mma.cuh code_pair_raw).
+//  5  wide with the tile's four 16-row MMA blocks interleaved (wide_tile_ilp).
 // A warp takes at most 32 tile columns (lane j holds the j-th tile's header).
 //
 // With TiledMmaArgs::pdl the kernel is launched as a programmatic dependent of the previous
@@ -441,7 +442,7 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
 // The four 16-row blocks of one staged tile of B-bit codes (rows_t valid rows).
 template <int B>
 __device__ __forceinline__ void wide_tile(const uint8_t* slot, const Geometry& geo, const uint32_t (&x)[16],
-                                          float2 xs, const float* sums, float (&y)[4][4]) {
+                                          float2 xs, const float* sums, const mma::Expo& ex, float (&y)[4][4]) {
   constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
   const int w0 = (geo.rows_t * geo.units * P0 + 3) & ~3;  // plane sizes in words (16-byte padded)
   const int w1 = (geo.rows_t * geo.units * P1 + 3) & ~3;
@@ -455,8 +456,44 @@ __device__ __forceinline__ void wide_tile(const uint8_t* slot, const Geometry& g
     TileRegs r;
     mma::load_codes<B, true, false>(w, w + w0, w + w0 + w1, gj, r);
     float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    mma::mma_codes_raw<B>(r, x, c);
+    mma::mma_codes_raw<B>(r, x, c, ex);
     mma::apply_scales_raw(c, r, xs, off, y[j]);
+  });
+}
+
+// Variant 5: the same work with the four 16-row blocks interleaved - their codes loaded
+// together, then MMA step s of every block before step s + 1 - so a warp has 4 (2 for 6- and
+// 8-bit codes, for registers) independent MMA chains instead of one: variant 4 was latency-
+// bound (ncu: an instruction every 7.2 cycles per warp, 12.8 warps per SM). Rows past rows_t
+// compute on stale slot bytes (the slot holds a full tile) and are never stored.
+template <int B>
+__device__ __forceinline__ void wide_tile_ilp(const uint8_t* slot, const Geometry& geo, const uint32_t (&x)[16],
+                                              float2 xs, const float* sums, const mma::Expo& ex, float (&y)[4][4]) {
+  constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
+  constexpr int kGroup = P0 + P1 <= 5 ? 4 : 2;
+  const int w0 = (geo.rows_t * geo.units * P0 + 3) & ~3;
+  const int w1 = (geo.rows_t * geo.units * P1 + 3) & ~3;
+  const auto* w = reinterpret_cast<const uint32_t*>(slot);
+  const float2 off = __ldg(reinterpret_cast<const float2*>(sums + 8 * mma::offset_class(P0)));
+  static_for<4 / kGroup>([&](auto G) {
+    TileRegs r[kGroup];
+    static_for<kGroup>([&](auto J) {
+      Geometry gj = geo;
+      gj.lr0 = 16 * (G.value * kGroup + J.value);
+      mma::load_codes<B, true, false>(w, w + w0, w + w0 + w1, gj, r[J.value]);
+    });
+    float c[kGroup][4] = {};
+    static_for<8>([&](auto S) {
+      constexpr int s = S.value;
+      static_for<kGroup>([&](auto J) {
+        const TileRegs& q = r[J.value];
+        mma::mma16816(c[J.value], mma::code_pair_raw<B, 2 * s>(q.w0[0], q.w1[0], ex),
+                      mma::code_pair_raw<B, 2 * s>(q.w0[1], q.w1[1], ex),
+                      mma::code_pair_raw<B, 2 * s + 1>(q.w0[0], q.w1[0], ex),
+                      mma::code_pair_raw<B, 2 * s + 1>(q.w0[1], q.w1[1], ex), x[2 * s], x[2 * s + 1]);
+      });
+    });
+    static_for<kGroup>([&](auto J) { mma::apply_scales_raw(c[J.value], r[J.value], xs, off, y[G.value * kGroup + J.value]); });
   });
 }
 
@@ -473,6 +510,7 @@ __device__ __forceinline__ void wide_f16_tile(const uint8_t* tile, const Geometr
   });
 }
 
+template <bool kInterleave>
 __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(const TiledMmaArgs a) {
   extern __shared__ __align__(128) uint8_t smem[];
   allow_next_grid();
@@ -518,6 +556,7 @@ __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(cons
   const uint4* xp = reinterpret_cast<const uint4*>(a.x_half + geo.g * a.ld + tc0 * 128 + geo.t * 32);
   const float* sp = a.x_sums + tc0 * kXSumStride + 2 * geo.t;
   float y[4][4] = {};
+  const mma::Expo ex = mma::make_expo();
   int s = 0;
   uint32_t phase = 0;
   for (int i = 0; i < ntiles; ++i, xp += 16, sp += kXSumStride) {
@@ -536,8 +575,10 @@ __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(cons
       constexpr int kB = decltype(B)::value;
       if constexpr (kB == 16)
         wide_f16_tile(data + size_t(o0) * 16, geo, x, y);
+      else if constexpr (kInterleave)
+        wide_tile_ilp<kB>(slot, geo, x, xs, sp, ex, y);
       else
-        wide_tile<kB>(slot, geo, x, xs, sp, y);
+        wide_tile<kB>(slot, geo, x, xs, sp, ex, y);
     });
     __syncwarp();  // every lane is done with slot s before it is refilled
     issue(i + stages, s);
@@ -571,7 +612,8 @@ void launch_tiled_mma(const TiledMmaArgs& a, const ExecContext& c) {
     case 1: launch(tiled_mma_staged_kernel<3, 8>, a, 64, 3 * kSlotBytes, c); break;
     case 2: launch(tiled_mma_lean_kernel<3, 8>, a, 64, 3 * kSlotBytes, c); break;
     case 3: launch(tiled_mma_lean_kernel<4, 6>, a, 64, 4 * kSlotBytes, c); break;
-    default: launch(tiled_mma_wide_kernel, a, 64, int(a.smem_bytes), c); break;
+    case 4: launch(tiled_mma_wide_kernel<false>, a, 64, int(a.smem_bytes), c); break;
+    default: launch(tiled_mma_wide_kernel<true>, a, 64, int(a.smem_bytes), c); break;
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -581,15 +623,17 @@ int tiled_mma_wide_blocks_per_sm(int64_t smem_bytes) {
     int dev = 0, max_smem = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    cudaFuncAttributes attr{};
-    CUDA_CHECK(cudaFuncGetAttributes(&attr, tiled_mma_wide_kernel));  // static + dynamic <= the limit
-    CUDA_CHECK(cudaFuncSetAttribute(tiled_mma_wide_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    max_smem - int(attr.sharedSizeBytes)));
+    for (auto kernel : {tiled_mma_wide_kernel<false>, tiled_mma_wide_kernel<true>}) {
+      cudaFuncAttributes attr{};
+      CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));  // static + dynamic <= the limit
+      CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      max_smem - int(attr.sharedSizeBytes)));
+    }
     return true;
   }();
   (void)once;
   int blocks = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, tiled_mma_wide_kernel, 32 * kWideWarps,
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, tiled_mma_wide_kernel<true>, 32 * kWideWarps,
                                                            size_t(smem_bytes)));
   return blocks;
 }

@@ -183,16 +183,32 @@ __host__ __device__ constexpr int offset_class(int P0) { return P0 == 2 ? 1 : P0
 // convert_x writes per 128 columns, mma_offset_weight). Both sums are exact products added in
 // f32: the cancellation costs about 2^-24 * 2^(10-p) / q of the result, far below the f16
 // rounding of x.
+// The exponents 2^(10-p) for p = 0, 2, 4, 6 (p is always even), in registers the compiler
+// cannot see into: with both the mask and the exponent as immediates it splits
+// (w & mask) | exponent into two LOP3s (a SASS LOP3 takes one immediate; seen in the SASS of
+// the first version), with the exponent in a register it is one.
+struct Expo {
+  uint32_t e[4];
+};
+__device__ __forceinline__ Expo make_expo() {
+  Expo x;
+  static_for<4>([&](auto I) {
+    const uint32_t v = (uint32_t(25 - 2 * I.value) << 10) * 0x00010001u;
+    asm("mov.b32 %0, %1;" : "=r"(x.e[I.value]) : "r"(v));
+  });
+  return x;
+}
+
 template <int B, int K>
-__device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const uint32_t (&w1)[2]) {
+__device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const uint32_t (&w1)[2], const Expo& ex) {
   constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
   constexpr int per0 = 16 / P0;
   constexpr int s0 = P0 * (K % per0);
   constexpr int p = s0 % 8, r0 = s0 - p;
   static_assert(((1 << B) - 1) << p < 1024, "the code must stay inside the f16 mantissa");
   constexpr uint32_t m0 = ((1u << P0) - 1u) * 0x00010001u;
-  constexpr uint32_t expo = (uint32_t(25 - p) << 10) * 0x00010001u;  // 2^(10-p)
-  uint32_t v = ((w0[K / per0] >> r0) & (m0 << p)) | expo;
+  static_assert(p % 2 == 0, "pairs sit at even bits");
+  uint32_t v = ((w0[K / per0] >> r0) & (m0 << p)) | ex.e[p / 2];  // 2^(10-p) + q
   if constexpr (P1 != 0) {
     constexpr int per1 = 16 / P1, s1 = P1 * (K % per1), d = s1 - (p + P0);
     constexpr uint32_t m1 = (((1u << P1) - 1u) * 0x00010001u) << (p + P0);
@@ -206,13 +222,14 @@ __device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const
 }
 
 template <int B>
-__device__ __forceinline__ void mma_codes_raw(const TileRegs& r, const uint32_t (&x)[16], float (&c)[4]) {
+__device__ __forceinline__ void mma_codes_raw(const TileRegs& r, const uint32_t (&x)[16], float (&c)[4],
+                                              const Expo& ex) {
   float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   static_for<8>([&](auto S) {
     constexpr int s = S.value;
     float(&acc)[4] = s % 2 ? d : c;
-    mma16816(acc, code_pair_raw<B, 2 * s>(r.w0[0], r.w1[0]), code_pair_raw<B, 2 * s>(r.w0[1], r.w1[1]),
-             code_pair_raw<B, 2 * s + 1>(r.w0[0], r.w1[0]), code_pair_raw<B, 2 * s + 1>(r.w0[1], r.w1[1]),
+    mma16816(acc, code_pair_raw<B, 2 * s>(r.w0[0], r.w1[0], ex), code_pair_raw<B, 2 * s>(r.w0[1], r.w1[1], ex),
+             code_pair_raw<B, 2 * s + 1>(r.w0[0], r.w1[0], ex), code_pair_raw<B, 2 * s + 1>(r.w0[1], r.w1[1], ex),
              x[2 * s], x[2 * s + 1]);
   });
   static_for<4>([&](auto I) { c[I.value] += d[I.value]; });

@@ -39,6 +39,7 @@ __device__ __forceinline__ Ranked warp_best(Ranked r) {
 // which ranks after every column).
 __device__ Ranked scan_columns(const float* row, int64_t width, const Ranked& after) {
   Ranked best{-INFINITY, INT_MAX};
+#pragma unroll 4
   for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
     const float x = row[c];
     const Ranked r{x != x ? -INFINITY : x, int32_t(c)};

@@ -12,6 +12,7 @@
 // of -r. Memory: the CUDA backend's own device bytes (weights, KV cache of --ctx f16 positions,
 // buffers, scratch) after both tests, and the process's share of the GPU (cudaMemGetInfo, the
 // CUDA context included). Writes D/cuda_llama_<label>_<gpu>.json and prints a Markdown row.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -40,6 +41,8 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::string model, label = "model", out_dir = ".";
   int prompt = 512, decode = 128, reps = 3, ctx = 4096;
+  int rows = 64;         // Session::max_batch_rows: prefill chunk (scratch grows with it)
+  bool profile = false;  // one decode step between cudaProfilerStart/Stop (ncu --profile-from-start off)
 };
 
 Options parse(int argc, char** argv) {
@@ -52,6 +55,8 @@ Options parse(int argc, char** argv) {
     else if (a == "-n" && i + 1 < argc) o.decode = std::stoi(argv[++i]);
     else if (a == "-r" && i + 1 < argc) o.reps = std::stoi(argv[++i]);
     else if (a == "--ctx" && i + 1 < argc) o.ctx = std::stoi(argv[++i]);
+    else if (a == "--rows" && i + 1 < argc) o.rows = std::stoi(argv[++i]);
+    else if (a == "--profile") o.profile = true;
     else if (o.model.empty() && a[0] != '-') o.model = a;
     else throw std::invalid_argument("usage: bench_cuda_llama MODEL.sbits --label NAME [-p N] [-n N] [-r N] [--ctx N] "
                                      "[--out-dir D]");
@@ -101,6 +106,13 @@ double decode_weight_bytes(const std::string& path) {
   return bytes;
 }
 
+double embed_bytes(const std::string& path) {
+  auto f = SbitsFile::open(path);
+  for (const TensorInfo& t : f->tensors())
+    if (t.name == "tok_embd") return double(t.size);
+  return 0;
+}
+
 void run(const Options& o) {
   const double copy = copy_bandwidth();
   cudaDeviceProp prop{};
@@ -109,9 +121,18 @@ void run(const Options& o) {
   BENCH_CHECK(cudaMemGetInfo(&free0, &total));
   auto backend = kernels::make_cuda_backend(0);
   auto model = Model::load(o.model, *backend);
-  Session s(*model, SessionOptions{o.ctx, kernels::KvType::f16, 64});
+  Session s(*model, SessionOptions{o.ctx, kernels::KvType::f16, o.rows});
   std::vector<int32_t> prompt(size_t(o.prompt));
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(1 + (i * 7919) % 31999);
+  if (o.profile) {  // a few warm steps (graph captured), then one profiled decode step
+    int32_t id = s.feed_greedy(std::span<const int32_t>(prompt).subspan(0, 16));
+    for (int i = 0; i < 4; ++i) id = s.feed_greedy(std::span<const int32_t>(&id, 1));
+    BENCH_CHECK(cudaProfilerStart());
+    const double t = seconds([&] { id = s.feed_greedy(std::span<const int32_t>(&id, 1)); });
+    BENCH_CHECK(cudaProfilerStop());
+    std::printf("profiled decode step: %.3f ms wall (under the profiler)\n", t * 1e3);
+    return;
+  }
   const double floor_s = decode_weight_bytes(o.model) / copy;
 
   std::vector<double> pp, tg_device, tg_host;
@@ -149,12 +170,17 @@ void run(const Options& o) {
                       {"prefill_tokens", o.prompt},
                       {"prefill_tok_s", 1.0 / pre},
                       {"kv_ctx", o.ctx},
+                      {"max_batch_rows", o.rows},
+                      {"kv_bytes", 2.0 * double(model->config().n_layers) * o.ctx *
+                                       double(model->config().n_kv_heads * model->config().head_dim) * 2.0},
+                      {"weight_bytes", floor_s * copy + embed_bytes(o.model)},
                       {"backend_device_bytes", held},
                       {"process_gpu_bytes", double(free0) - double(free1)},
                       {"fits_4gib", held <= (uint64_t(4) << 30)}};
   std::string gpu = prop.name;
   std::replace(gpu.begin(), gpu.end(), ' ', '_');
-  std::ofstream(o.out_dir + "/cuda_llama_" + o.label + "_" + gpu + ".json") << j.dump(2) << "\n";
+  std::ofstream(o.out_dir + "/cuda_llama_" + o.label + "_rows" + std::to_string(o.rows) + "_" + gpu + ".json")
+      << j.dump(2) << "\n";
   std::printf("| %s | %.2f | %.0f | %.1f | %.1f%% | %.1f | %.0f | %.3f GiB |\n", o.label.c_str(),
               model->bits_per_weight(), 1.0 / tok, 1.0 / tok_host, 100.0 * floor_s / tok, floor_s * 1e3,
               1.0 / pre, double(held) / double(1u << 30));

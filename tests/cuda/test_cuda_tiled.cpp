@@ -82,7 +82,7 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
   const Shape shapes[] = {{172, 64, 64, 128, 128},   {64, 172, 64, 128, 128},  {200, 300, 64, 128, 128},
                           {1, 32, 64, 128, 128},     {130, 1000, 16, 128, 128}, {96, 257, 32, 128, 128},
                           {100, 300, 64, 128, 32},   {130, 257, 16, 64, 32},   {33, 200, 20, 128, 128}};
-  for (int variant = 0; variant < 5; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {
     ScopedEnv env("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
     auto gpu = make_cuda();
     for (const Shape& s : shapes) {
@@ -104,7 +104,7 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
 
 TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every variant") {
   const Shape shapes[] = {{512, 1536, 64, 128, 128}, {1000, 4096, 64, 128, 128}, {4096, 700, 64, 128, 128}};
-  for (int variant = 0; variant < 5; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {
     for (const char* warps : {"1", "8", "64"}) {  // few warps: no split; many: deep split-K
       ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
       ScopedEnv e2("SBITS_CUDA_MMA_WARPS_PER_SM", warps);
@@ -122,10 +122,11 @@ TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every v
   }
 }
 
-TEST_CASE("cuda tiled matmul: variant 4 with shallow and deep rings, mixed bitwidths with f16 tiles") {
+TEST_CASE("cuda tiled matmul: variants 4 and 5 with shallow and deep rings, mixed bitwidths with f16 tiles") {
   const Shape shapes[] = {{777, 1100, 64, 128, 128}, {4096, 4096, 64, 128, 128}, {200, 11008, 64, 128, 128}};
-  for (const char* ring : {"2048", "12288", "65536"}) {  // 2 slots per warp .. up to 8
-    ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", "4");
+  for (const char* ring : {"2048", "12288", "65536"})  // 2 slots per warp .. up to 8
+  for (const char* variant : {"4", "5"}) {
+    ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", variant);
     ScopedEnv e2("SBITS_CUDA_MMA_RING_BYTES", ring);
     auto gpu = make_cuda();
     for (const Shape& s : shapes) {
@@ -133,7 +134,7 @@ TEST_CASE("cuda tiled matmul: variant 4 with shallow and deep rings, mixed bitwi
       const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 41), 43);
       auto w = upload(*gpu, t);
       for (int n : {1, 2, 5, 8}) {
-        INFO("ring bytes ", ring, " shape ", s.rows, "x", s.cols, " n ", n);
+        INFO("variant ", variant, " ring bytes ", ring, " shape ", s.rows, "x", s.cols, " n ", n);
         CHECK(matmul_error(*gpu, *w, t, n, n % 2 == 1, uint32_t(7 + n)) <= 1e-3);
       }
     }
