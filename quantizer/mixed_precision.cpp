@@ -7,6 +7,7 @@
 //   4. per-tile predicted loss at every bitwidth, exact bytes, and the allocation (allocate.h);
 //   5. the output, tensor by tensor, written atomically.
 // Only one tensor is held in f32 at a time; the input stays mmapped.
+#include <fmt/format.h>
 #include <xxhash.h>
 
 #include <chrono>
@@ -292,7 +293,15 @@ QuantizeReport quantize_mixed(const SbitsFile& in, const std::string& out_path, 
         chosen.choice[k] = uint8_t(tile_choice_of_bits(up.tensors[ti].bits));
   } else {
     const uint64_t total = tensor_byte_budget(in, opt, u.params);
-    if (total < u.fixed_bytes) throw QuantizerError("the budget is smaller than the tensors that are not quantized");
+    uint64_t floor_bytes = u.fixed_bytes;
+    for (const AllocUnit& a : u.units) floor_bytes += a.bytes[a.lo];
+    if (total < floor_bytes) {
+      throw QuantizerError(fmt::format("the budget ({:.4f} bits per weight) is below this model's smallest file in the "
+                                       "tiled layout, {:.4f} bits per weight (2-bit codes, the 0.25 bpw of scales, "
+                                       "the --keep pins and the tensors kept as they are); raise the budget",
+                                       double(total) * 8.0 / double(u.params),
+                                       double(floor_bytes) * 8.0 / double(u.params)));
+    }
     ms.budget_bytes = total - u.fixed_bytes;
     const Allocation g = allocate(u.units, ms.budget_bytes, AllocMethod::greedy);
     const Allocation l = allocate(u.units, ms.budget_bytes, AllocMethod::lagrange);

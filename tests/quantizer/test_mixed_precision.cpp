@@ -100,6 +100,13 @@ TEST_CASE("greedy mixed precision: the budget holds exactly and the calibration 
     if (t.layout == kTiledLayoutId)
       for (uint8_t b : parse_tiled(t, f->bytes(t), "").bits) seen.insert(b);
   CHECK(seen.size() >= 2);  // really mixed
+  std::string o, e;
+  REQUIRE(test::run_command(tool("engine/sbits-run") + " " + out + " -p \"\" -n 200 --temp 0", &o, &e) == 0);
+  const std::string golden = slurp(test::data_path("golden/stories260K_greedy200_expected.txt"));
+  size_t same = 0;
+  while (same < o.size() && same < golden.size() && o[same] == golden[same]) ++same;
+  MESSAGE("greedy 4 bpw stories260K: the first ", same, " of ", golden.size(), " golden characters agree");
+  CHECK(o.rfind("Once upon a time", 0) == 0);
 }
 
 TEST_CASE("--size is a whole-file byte budget") {
@@ -149,6 +156,15 @@ TEST_CASE("channel reordering folds into the weights: same logits, different ten
   MESSAGE("reordered vs plain f16 tiles: max logit difference ", max_diff, " (max |logit| ", max_abs, ")");
   CHECK(max_diff <= 1e-4 * max_abs + 1e-4);  // only the summation order differs
   for (size_t i = 0; i < lo.size(); ++i) CHECK(std::fabs(lo[i] - lq[i]) <= 0.02 * max_abs);  // f32 -> f16 tiles
+}
+
+TEST_CASE("a budget below the layout's floor is refused with the floor") {
+  std::string o, e;
+  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories() + " -o " + test::temp_dir() +
+                                       "/floor.sbits --calib " + calib() + " --calib-tokens 512 --bpw 2.0", &o, &e);
+  CHECK(st == 1);
+  CHECK(e.find("below this model's smallest file in the tiled layout") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(test::temp_dir() + "/floor.sbits"));
 }
 
 TEST_CASE("gptq with calibration runs and keeps the budget") {
