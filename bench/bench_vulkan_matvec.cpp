@@ -16,7 +16,8 @@
 //          --quick      one shape (4096x4096), for a smoke run on llvmpipe
 //          --rounds N   timed rounds (default 7)
 //          --out FILE   JSON path
-// Environment: SBITS_VULKAN_SPLIT_TARGET (workgroups the split-K aims for) is recorded.
+// Environment: SBITS_VULKAN_MATVEC_ROWS (rows per workgroup of the tiled matvec: 64 32 16 8 4
+// 2 1; default 8 on GPUs) is recorded in the JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -179,7 +180,7 @@ int main(int argc, char** argv) {
       }
     }
     const VulkanStats st = vulkan_stats(*be);
-    const char* split = std::getenv("SBITS_VULKAN_SPLIT_TARGET");
+    const char* split = std::getenv("SBITS_VULKAN_MATVEC_ROWS");
     const std::time_t now = std::time(nullptr);
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
@@ -191,7 +192,7 @@ int main(int argc, char** argv) {
                         {"date", when},
                         {"n", 1},
                         {"tile", "64x128, group 128"},
-                        {"split_target", split ? split : "default"},
+                        {"matvec_rows_per_workgroup", split ? split : "default"},
                         {"subgroup_reductions", st.subgroup_reductions},
                         {"copy_gbs", copy_gbs},
                         {"results", results}};

@@ -159,9 +159,11 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
                  std::to_string(VK_API_VERSION_MINOR(c.props.apiVersion)) + ", " + c.info.type + ", " +
                  c.info.driver + ", " + std::to_string((c.info.device_local_bytes + (1u << 29)) >> 30) + " GiB" +
                  (c.subgroup_arith ? ", subgroups " + std::to_string(c.subgroup_size) : std::string()) + ")";
-  // Tuning knob for benchmarks: how many workgroups the tiled matvec's split-K aims for
-  // (1 = never split).
-  split_target_ = env_int("SBITS_VULKAN_SPLIT_TARGET", 0, 0, 1 << 20);
+  // Tuning knob for benchmarks and tests: rows per workgroup of the tiled matvec (64, 32, 16,
+  // 8, 4, 2 or 1; unset = 64 on CPU drivers, 8 on GPUs).
+  matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 64);
+  if (matvec_rows_ != 0 && (64 % matvec_rows_ != 0))
+    fail("backend", "SBITS_VULKAN_MATVEC_ROWS=", matvec_rows_, " must divide 64");
 }
 
 VulkanStats VulkanBackend::stats() const {

@@ -113,8 +113,8 @@ class VulkanBackend final : public Backend {
 
   std::shared_ptr<State> st_;
   std::string description_;
-  int split_target_ = 0;  // workgroups split-K aims for; 0 = chosen from the device
-  DeviceBuffer xpad_, partials_, dequant_, topk_out_;
+  int matvec_rows_ = 0;  // rows per workgroup of the tiled matvec; 0 = chosen from the device
+  DeviceBuffer dequant_, topk_out_;
 };
 
 // The backend's own objects behind interface references, or a KernelError naming the op.

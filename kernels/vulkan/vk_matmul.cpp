@@ -1,9 +1,9 @@
 // matmul on every weight type, and the tiled weights' upload (validate, copy the tile table).
 //
 // Decode (n <= 8 rows): dense weights take matvec_dense (each element read once for all rows);
-// tiled weights take the tiled matvec over a zero-padded copy of x, with split-K when there
-// are too few tile-row strips to fill the device. Prefill (n > 8): a shared-memory GEMM,
-// directly on dense weights, and on blocks of tiled rows dequantized to f32 scratch.
+// tiled weights take the tiled matvec, one dispatch, RW rows per workgroup (64 on CPU
+// drivers, 8 on GPUs: see tiled.comp). Prefill (n > 8): a shared-memory GEMM, directly on
+// dense weights, and on blocks of tiled rows dequantized to f32 scratch.
 #include <algorithm>
 
 #include "kernels/quant/tiled.h"
@@ -15,8 +15,8 @@ namespace {
 constexpr int kDecodeMaxRows = 8;
 constexpr size_t kDequantFloats = size_t(8) << 20;  // f32 scratch for one block of tiled rows
 
-struct TiledPush {
-  uint32_t rows, cols, R, C, G, tiles_c, ld, accumulate, splits, tiles_per_split, n_out, row0, use_ids;
+struct TiledPush {  // tiled.comp's push constants
+  uint32_t rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
 };
 
 TiledPush tiled_push(const VkWeightObj& w) {
@@ -27,7 +27,6 @@ TiledPush tiled_push(const VkWeightObj& w) {
   p.C = w.tile_cols;
   p.G = w.group;
   p.tiles_c = w.tiles_c;
-  p.splits = 1;
   return p;
 }
 
@@ -68,7 +67,7 @@ std::unique_ptr<Weight> VulkanBackend::upload_tiled(const HostWeight& w) {
   if (w.bytes > st_->ctx.props.limits.maxStorageBufferRange)
     fail(op, "a tiled weight of ", w.bytes, " bytes exceeds the device's largest storage buffer (",
          st_->ctx.props.limits.maxStorageBufferRange, " bytes)");
-  if (d.tiles_r * ((d.tile_rows + 63) / 64) > 65535)
+  if (d.tiles_r * d.tile_rows > 65535)  // the matvec's grid at one row per workgroup, the worst case
     fail(op, "a tiled weight of ", d.rows, " rows in tiles of ", d.tile_rows, " needs more than 65535 workgroups");
   const size_t n = size_t(d.tiles_r * d.tiles_c);
   std::vector<uint32_t> table(2 * n);
@@ -140,7 +139,7 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
     tp.n_out = uint32_t(nb);
     tp.row0 = uint32_t(o0);
     const BufRef sr{s.buffer};
-    dispatch_1d(pipeline("tiled", {1, 1}, 5), {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, sr, sr, sr}, &tp,
+    dispatch_1d(pipeline("tiled", {1, 1, 64}, 5), {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, sr, sr, sr}, &tp,
                 sizeof(tp), size_t(nb) * size_t((cols + 31) / 32));
     const uint32_t pc[7] = {uint32_t(n), uint32_t(nb), uint32_t(cols), uint32_t(cols), uint32_t(o0), uint32_t(rows),
                             accumulate ? 1u : 0u};
@@ -150,36 +149,17 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 }
 
 void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
-  const uint32_t cols = uint32_t(w.cols), ld = (cols + 31) / 32 * 32;
-  DeviceBuffer& xp = scratch(xpad_, size_t(n) * ld * 4, false, "matmul scratch");
-  // Split-K when the strips alone would leave the device idle: aim for `target` workgroups,
-  // at least 2 tiles per split. CPU devices (llvmpipe) have nothing to gain from it.
-  const uint32_t strips = w.tiles_r * ((w.tile_rows + 63) / 64);
-  const bool cpu = st_->ctx.info.type == "cpu";
-  const uint32_t target = split_target_ > 0 ? uint32_t(split_target_) : cpu ? 1u : 1024u;
-  uint32_t splits = std::min((target + strips - 1) / strips, std::max(1u, w.tiles_c / 2));
-  splits = std::max(1u, std::min(splits, 65535u));
-  const uint32_t tps = (w.tiles_c + splits - 1) / splits;
-  splits = (w.tiles_c + tps - 1) / tps;
-  const size_t count = size_t(n) * size_t(w.rows);
-  DeviceBuffer* part = splits > 1 ? &scratch(partials_, count * splits * 4, false, "matmul scratch") : nullptr;
-  st_->stream.reserve(0, 3, "matmul");
-  const uint32_t pad[5] = {uint32_t(n) * ld, cols, ld, 0, 0};
-  dispatch_1d(pipeline("elementwise", {2}, 3), {x.ref(), x.ref(), BufRef{xp.buffer}}, pad, sizeof(pad),
-              size_t(n) * ld);
+  // Rows per workgroup: a whole 64-row strip on CPU drivers (each workgroup costs ~60 us on
+  // llvmpipe), 8 on GPUs (a 4096-row matrix then makes 512 workgroups of 8 tiles in flight
+  // per row, enough to fill a large GPU without a split-K pass).
+  const uint32_t rw = matvec_rows_ > 0 ? uint32_t(matvec_rows_) : st_->ctx.info.type == "cpu" ? 64u : 8u;
+  const uint32_t groups = w.tiles_r * ((w.tile_rows + rw - 1) / rw);
+  st_->stream.reserve(0, 1, "matmul");
   TiledPush tp = tiled_push(w);
-  tp.ld = ld;
   tp.accumulate = accumulate ? 1 : 0;
-  tp.splits = splits;
-  tp.tiles_per_split = tps;
-  const BufRef out = part ? BufRef{part->buffer} : y.ref();
-  st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n)}, 5),
-                       {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, BufRef{xp.buffer}, out, BufRef{xp.buffer}}, &tp,
-                       sizeof(tp), strips, splits);
-  if (!part) return;
-  const uint32_t red[5] = {uint32_t(count), 0, 0, splits, accumulate ? 1u : 0u};
-  dispatch_1d(pipeline("elementwise", {3}, 3), {BufRef{part->buffer}, BufRef{part->buffer}, y.ref()}, red, sizeof(red),
-              count);
+  st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n), rw}, 5),
+                       {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, x.ref(), y.ref(), x.ref()}, &tp, sizeof(tp),
+                       groups, 1);
 }
 
 }  // namespace sbits::kernels::vk

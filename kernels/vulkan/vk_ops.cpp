@@ -57,10 +57,9 @@ void VulkanBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer
   const BufRef idb = st_->stream.stage(ids, size_t(n) * 4);
   if (t.type == WeightType::tiled) {
     struct {
-      uint32_t rows, cols, R, C, G, tiles_c, ld, accumulate, splits, tiles_per_split, n_out, row0, use_ids;
-    } pc{uint32_t(t.rows), uint32_t(t.cols), t.tile_rows, t.tile_cols, t.group, t.tiles_c, 0, 0, 1, 0,
-         uint32_t(n), 0, 1};
-    const Pipeline& p = pipeline("tiled", {1, 1}, 5);
+      uint32_t rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
+    } pc{uint32_t(t.rows), uint32_t(t.cols), t.tile_rows, t.tile_cols, t.group, t.tiles_c, 0, uint32_t(n), 0, 1};
+    const Pipeline& p = pipeline("tiled", {1, 1, 64}, 5);
     dispatch_1d(p, {BufRef{t.mem.buffer}, BufRef{t.table.buffer}, o.ref(), o.ref(), idb}, &pc, sizeof(pc),
                 size_t(n) * size_t((t.cols + 31) / 32));
     return;
@@ -225,7 +224,7 @@ void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, B
   check_count1(op, "out", o, count);
   if (count == 0) return;
   st_->stream.reserve(0, 1, op);
-  const uint32_t pc[5] = {uint32_t(count), 0, 0, 0, 0};
+  const uint32_t pc[1] = {uint32_t(count)};
   dispatch_1d(pipeline("elementwise", {1}, 3), {g.ref(), u.ref(), o.ref()}, pc, sizeof(pc), count);
 }
 
@@ -238,7 +237,7 @@ void VulkanBackend::add(Buffer& x, const Buffer& y, size_t count) {
   check_count1(op, "y", ys, count);
   if (count == 0) return;
   st_->stream.reserve(0, 1, op);
-  const uint32_t pc[5] = {uint32_t(count), 0, 0, 0, 0};
+  const uint32_t pc[1] = {uint32_t(count)};
   dispatch_1d(pipeline("elementwise", {0}, 3), {xs.ref(), ys.ref(), xs.ref()}, pc, sizeof(pc), count);
 }
 

@@ -2,33 +2,37 @@
 // Tiled mixed-bitwidth weights (formats/SBITS.md "Layout 16"; kernels/quant/tiled.h).
 // MODE (specialization constant 0):
 //   0 matvec: y[j, o] (=|+=) sum_i x[j, i] W[o, i] for NB (constant 1) <= 8 rows of x.
-//     One workgroup per strip of 64 rows of one tile row (a whole tile-row strip for R = 64),
-//     optionally one of `splits` ranges of tile columns (split-K; partial sums then go to
-//     Y[split][j][o] and elementwise.comp's split-K pass adds them in a fixed order). Four
-//     invocations per row walk its units: invocation t owns (row t / 4, unit t % 4 + 4 k), so
-//     the 64 x 4 units of a 128-column tile are 256 consecutive records of each plane: every
-//     load is a coalesced, aligned 16-byte (b = 4/5/6), 8-byte (b = 2/3) or 2 x 16-byte (b = 8)
-//     load. A tile's bitwidth is uniform over the workgroup: one switch per unit, the codes
-//     decoded in registers with constant shifts, no per-weight branching.
+//     A workgroup of 256 takes RW (constant 2) rows of one tile row; the KQ = 64 / RW
+//     invocation quads of a row walk every KQ-th tile of the strip, the 4 invocations of a
+//     quad the units of the tile (t owns unit t % 4 + 4 k). So with RW = 64 (CPU drivers: few
+//     workgroups) a whole 64-row tile strip is one workgroup reading 256 consecutive records of
+//     each plane; with RW = 8 (GPUs: enough workgroups to fill the device without a split-K
+//     pass) a warp reads 8 tiles x 4 units of one row. Every code load is one aligned 16-byte
+//     (b = 4/5/6), 8-byte (b = 2/3) or 2 x 16-byte (b = 8) load. A tile's bitwidth is one
+//     switch per unit; the codes are decoded in registers with constant shifts, no per-weight
+//     branching. The 4 KQ partial sums of a row are added in a fixed order (deterministic).
 //   1 dequantize: Y[r, c] = W[o_r, c] as f32 for output rows o_r = IDS[r] (embed) or
 //     row0 + r (a block of rows for the prefill GEMM); one invocation per (row, unit).
-// x is read from a zero-padded copy with a row stride `ld` (a multiple of 32 columns), so a
-// unit's 32 inputs are 8 aligned vec4 loads and padding columns (code 0 -> min) meet zeros.
+// x is read with aligned vec4 loads when cols % 4 == 0 and they lie inside the matrix;
+// otherwise (the end of a ragged row) with scalar loads that give 0 past cols, so the padding
+// columns (code 0 -> min) contribute nothing.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint MODE = 0;
 layout(constant_id = 1) const uint NB = 1;
+layout(constant_id = 2) const uint RW = 64;
 layout(binding = 0) readonly buffer BW { uint W[]; };
 layout(binding = 0) readonly buffer BW2 { uvec2 W2[]; };
 layout(binding = 0) readonly buffer BW4 { uvec4 W4[]; };
 layout(binding = 1) readonly buffer BT { uvec2 TAB[]; };  // per tile: (bits, byte offset / 16)
-layout(binding = 2) readonly buffer BX { vec4 X4[]; };
+layout(binding = 2) readonly buffer BX { float X[]; };
+layout(binding = 2) readonly buffer BX4 { vec4 X4[]; };
 layout(binding = 3) buffer BY { float Y[]; };
 layout(binding = 4) readonly buffer BI { int IDS[]; };
 layout(push_constant) uniform P {
-  uint rows, cols, R, C, G, tiles_c, ld, accumulate, splits, tiles_per_split, n_out, row0, use_ids;
+  uint rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
 } p;
 
 uint pad4(uint words) { return (words + 3u) & ~3u; }
@@ -115,29 +119,40 @@ void unit_weights(uint bits, uint base, uint rows_t, uint units, uint groups, ui
 
 shared float part_[256 * NB];
 
+// x[base + c .. + 3]: one aligned vec4 load inside the matrix (cols % 4 == 0), else scalar
+// loads reading 0 past cols (the padding columns of the last unit). Every index into the
+// caller's wv stays a constant (unrolled loops), so wv lives in registers.
+vec4 load_x4(uint base, uint c, bool vec_x) {
+  if (vec_x && c + 4u <= p.cols) return X4[(base + c) / 4u];
+  const uint last = base + p.cols - 1u;
+  return vec4(c < p.cols ? X[min(base + c, last)] : 0.0, c + 1u < p.cols ? X[min(base + c + 1u, last)] : 0.0,
+              c + 2u < p.cols ? X[min(base + c + 2u, last)] : 0.0, c + 3u < p.cols ? X[min(base + c + 3u, last)] : 0.0);
+}
+
 void matvec() {
-  const uint t = gl_LocalInvocationIndex;
-  const uint chunks = (p.R + 63u) / 64u;
+  const uint KQ = 64u / RW;  // tiles in flight per row
+  const uint t = gl_LocalInvocationIndex, per_row = 4u * KQ;
+  const uint chunks = (p.R + RW - 1u) / RW;
   const uint tr = gl_WorkGroupID.x / chunks, sub = gl_WorkGroupID.x % chunks;
   const uint rows_t = min(p.R, p.rows - tr * p.R);
-  const uint row = sub * 64u + t / 4u, lane = t % 4u;
+  const uint row = sub * RW + t / per_row, lane = t % per_row, kq = lane / 4u, u0 = lane % 4u;
   const bool in_tile = row < rows_t;
+  const bool vec_x = p.cols % 4u == 0u;
   float acc[NB];
   [[unroll]] for (uint j = 0; j < NB; ++j) acc[j] = 0.0;
-  const uint tc0 = gl_WorkGroupID.y * p.tiles_per_split, tc1 = min(p.tiles_c, tc0 + p.tiles_per_split);
   if (in_tile) {
-    for (uint tc = tc0; tc < tc1; ++tc) {
+    for (uint tc = kq; tc < p.tiles_c; tc += KQ) {
       const uvec2 tile = TAB[tr * p.tiles_c + tc];
       const uint cols_t = min(p.C, p.cols - tc * p.C);
       const uint units = (cols_t + 31u) / 32u, groups = (units * 32u + p.G - 1u) / p.G;
-      for (uint u = lane; u < units; u += 4u) {
+      for (uint u = u0; u < units; u += 4u) {
         float wv[32];
         unit_weights(tile.x, tile.y * 4u, rows_t, units, groups, row, u, wv);
-        const uint xo = (tc * p.C + u * 32u) / 4u;
+        const uint c0 = tc * p.C + u * 32u;
         [[unroll]] for (uint j = 0; j < NB; ++j) {
           float a = acc[j];
           [[unroll]] for (uint q = 0; q < 8u; ++q) {
-            const vec4 x = X4[j * (p.ld / 4u) + xo + q];
+            const vec4 x = load_x4(j * p.cols, c0 + 4u * q, vec_x);
             a += wv[4u * q] * x.x + wv[4u * q + 1u] * x.y + wv[4u * q + 2u] * x.z + wv[4u * q + 3u] * x.w;
           }
           acc[j] = a;
@@ -150,13 +165,10 @@ void matvec() {
   if (!in_tile || lane != 0u) return;
   const uint o = tr * p.R + row;
   [[unroll]] for (uint j = 0; j < NB; ++j) {
-    const float s = ((part_[t * NB + j] + part_[(t + 1u) * NB + j]) + part_[(t + 2u) * NB + j]) + part_[(t + 3u) * NB + j];
-    if (p.splits > 1u) {
-      Y[(gl_WorkGroupID.y * NB + j) * p.rows + o] = s;
-    } else {
-      const uint yi = j * p.rows + o;
-      Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + s;
-    }
+    float s = 0.0;
+    for (uint l = 0; l < per_row; ++l) s += part_[(t + l) * NB + j];
+    const uint yi = j * p.rows + o;
+    Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + s;
   }
 }
 
@@ -173,7 +185,7 @@ void dequantize() {
   float wv[32];
   unit_weights(tile.x, tile.y * 4u, rows_t, units, groups, row, u, wv);
   const uint c0 = tc * p.C + u * 32u;
-  for (uint i = 0; i < 32u; ++i)
+  [[unroll]] for (uint i = 0; i < 32u; ++i)
     if (c0 + i < p.cols) Y[r * p.cols + c0 + i] = wv[i];
 }
 
