@@ -13,7 +13,7 @@
 // bench/results/vulkan_matvec_<device>.json (or --out FILE).
 //
 // Options: --device N   Vulkan device (sbits-run --list-devices; default 0 = preferred)
-//          --quick      one shape (4096x4096), for a smoke run on llvmpipe
+//          --quick      a smoke run (llvmpipe): one shape (4096x4096), one copy, 2 matvecs a round, 1 round
 //          --rounds N   timed rounds (default 7)
 //          --out FILE   JSON path
 // Environment: SBITS_VULKAN_MATVEC_ROWS (rows per workgroup of the tiled matvec: 64 32 16 8 4
@@ -118,7 +118,7 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--device") o.device = std::stoi(value());
-    else if (a == "--quick") o.quick = true;
+    else if (a == "--quick") o.quick = true, o.rounds = 1;
     else if (a == "--rounds") o.rounds = std::max(1, std::stoi(value()));
     else if (a == "--out") o.out = value();
     else throw std::runtime_error("unknown option " + a + " (see the comment at the top of the source)");
@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
     auto be = make_vulkan_backend(o.device);
     const VulkanDeviceInfo& dev = devs.at(size_t(o.device));
     std::printf("device: %s\n", be->device_description().c_str());
-    const size_t copy_bytes = size_t(256) << 20;
-    const double copy_s = be ? vulkan_copy_seconds(*be, copy_bytes, 20) : 0;
+    const size_t copy_bytes = o.quick ? size_t(16) << 20 : size_t(256) << 20;
+    const double copy_s = vulkan_copy_seconds(*be, copy_bytes, o.quick ? 2 : 20);
     const double copy_gbs = 2.0 * double(copy_bytes) / copy_s / 1e9;
     std::printf("copy: %.1f GB/s (read + write of %zu MiB)\n\n", copy_gbs, copy_bytes >> 20);
     std::printf("%-12s %4s %10s %10s %10s %8s\n", "shape", "bits", "MiB", "us", "GB/s", "% copy");
@@ -151,13 +151,14 @@ int main(int argc, char** argv) {
     for (auto [rows, cols] : shapes) {
       for (int bits : {2, 3, 4, 8}) {
         const Tensor t = make_tensor(rows, cols, bits, uint32_t(rows * 31 + bits));
-        const size_t copies = std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
+        const size_t copies =
+            o.quick ? 1 : std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
         std::vector<std::unique_ptr<Weight>> ws;
         for (size_t c = 0; c < copies; ++c) ws.push_back(be->upload(t.host));
         auto x = be->alloc(size_t(cols)), y = be->alloc(size_t(rows));
         std::vector<float> xv(size_t(cols), 0.01f);
         be->write(*x, xv.data(), xv.size());
-        const int per_round = int(std::max<size_t>(copies, 64));
+        const int per_round = o.quick ? 2 : int(std::max<size_t>(copies, 64));
         auto round = [&] {
           for (int i = 0; i < per_round; ++i) be->matmul(*ws[size_t(i) % copies], *x, 1, *y, false);
           be->synchronize();
@@ -191,6 +192,7 @@ int main(int argc, char** argv) {
                         {"description", be->device_description()},
                         {"date", when},
                         {"n", 1},
+                        {"quick", o.quick},
                         {"tile", "64x128, group 128"},
                         {"matvec_rows_per_workgroup", split ? split : "default"},
                         {"subgroup_reductions", st.subgroup_reductions},

@@ -196,7 +196,10 @@ double VulkanBackend::copy_seconds(size_t bytes, int iters) {
 const Pipeline& VulkanBackend::pipeline(const std::string& family, const std::vector<uint32_t>& spec,
                                         uint32_t n_bindings) {
   std::string name = family;
-  for (uint32_t v : spec) name += "_" + std::to_string(v);
+  for (uint32_t v : spec) {  // e.g. tiled_0_3_8 (appended piecewise: GCC 12 warns on "_" + string)
+    name += '_';
+    name += std::to_string(v);
+  }
   return st_->pipes.get(name, family, n_bindings, spec);
 }
 
