@@ -15,6 +15,7 @@
 //
 // Usage: sbits-sensitivity-study MODEL.sbits CALIB.txt [--eval-tokens 2048] [--stats-tokens 4096]
 //          [--seq-len 512] [--eval-seq-len 256] [--samples 80] [--seed 1] [--threads 2] [--json F] [--md F] [--grad-only]
+//          [--kinds attn_q,...,tok_embd,output] [--embd-eval-hit]
 #include <sys/resource.h>
 
 #include <fmt/format.h>
@@ -49,6 +50,9 @@ struct Args {
   int seq_len = 512, eval_seq_len = 256, samples = 80, threads = 2;
   uint32_t seed = 1;
   bool grad_only = false;
+  std::vector<std::string> kinds = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
+                                    "ffn_up", "ffn_down", "tok_embd", "output"};
+  bool embd_hit = false;  // embedding tiles only among those holding a token of the eval windows
 };
 
 Args parse_args(int argc, char** argv) {
@@ -70,6 +74,17 @@ Args parse_args(int argc, char** argv) {
     else if (s == "--json") a.json_path = next();
     else if (s == "--md") a.md_path = next();
     else if (s == "--grad-only") a.grad_only = true;
+    else if (s == "--embd-eval-hit") a.embd_hit = true;
+    else if (s == "--kinds") {
+      a.kinds.clear();
+      std::stringstream ks(next());
+      for (std::string k; std::getline(ks, k, ',');) {
+        static const std::string known = ",attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down,tok_embd,output,";
+        if (known.find("," + k + ",") == std::string::npos)
+          throw QuantizerError(fmt::format("--kinds: unknown kind '{}'; expected some of {}", k, known.substr(1)));
+        a.kinds.push_back(k);
+      }
+    }
     else if (!s.empty() && s[0] == '-') throw QuantizerError(fmt::format("unknown option {}", s));
     else pos.push_back(s);
   }
@@ -355,8 +370,12 @@ void run_study(const Args& a, const SbitsFile& f, const std::vector<std::vector<
   std::map<std::string, const GradSensitivity*> grad, grad_mc;
   for (const GradSensitivity& s : g.tensors) grad[s.name] = &s;
   for (const GradSensitivity& s : g_mc.tensors) grad_mc[s.name] = &s;
-  const std::vector<std::string> kinds = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                          "ffn_up", "ffn_down", "tok_embd", "output"};
+  const std::vector<std::string>& kinds = a.kinds;
+  std::vector<int64_t> hit_tiles;  // embedding tile rows holding a token of the eval windows
+  for (const auto& w : eval)
+    for (size_t t = 0; t + 1 < w.size(); ++t) hit_tiles.push_back(w[t] / 64);
+  std::sort(hit_tiles.begin(), hit_tiles.end());
+  hit_tiles.erase(std::unique(hit_tiles.begin(), hit_tiles.end()), hit_tiles.end());
   std::mt19937 rng(a.seed);
   std::vector<Sample> samples;
   std::map<std::string, GradSensitivity> proxies;
@@ -372,7 +391,7 @@ void run_study(const Args& a, const SbitsFile& f, const std::vector<std::vector<
     const bool emb = x.tensor == tensor_name_embedding();
     if (!proxies.count(x.tensor)) proxies[x.tensor] = proxy_of(gs, w, emb, counts, g.tokens);
     const int64_t tr = (gs.rows + 63) / 64, tc = (gs.cols + 127) / 128;
-    x.tile_r = int64_t(rng() % uint64_t(tr));
+    x.tile_r = emb && a.embd_hit ? hit_tiles[rng() % hit_tiles.size()] : int64_t(rng() % uint64_t(tr));
     x.tile_c = int64_t(rng() % uint64_t(tc));
     const int64_t r0 = x.tile_r * 64, r1 = std::min(gs.rows, r0 + 64), c0 = x.tile_c * 128,
                   c1 = std::min(gs.cols, c0 + 128);
