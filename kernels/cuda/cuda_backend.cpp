@@ -133,6 +133,9 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
   pdl_ = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0;
+  fuse_ = env_int("SBITS_CUDA_FUSE", 1, 0, 1) != 0;
+  // Deferred ops (cuda_fuse.cpp) go out before any drain: a resource freed, scratch grown.
+  st_->before_drain = [this] { flush_pending(); };
 }
 
 CudaStats CudaBackend::stats() const {
@@ -145,6 +148,7 @@ CudaStats CudaBackend::stats() const {
 std::unique_ptr<Weight> CudaBackend::upload(const HostWeight& w) {
   const char* op = "upload";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CUDA_CHECK(cudaSetDevice(st_->device));
   if (w.type == WeightType::tiled) return upload_tiled(w);  // cuda_matmul.cpp
   if (w.type != WeightType::f32 && w.type != WeightType::f16 && w.type != WeightType::bf16)
@@ -166,6 +170,7 @@ std::unique_ptr<Weight> CudaBackend::upload(const HostWeight& w) {
 
 std::unique_ptr<Buffer> CudaBackend::alloc(size_t count) {
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CUDA_CHECK(cudaSetDevice(st_->device));
   return std::make_unique<CudaBuffer>(st_, count);
 }
@@ -173,6 +178,7 @@ std::unique_ptr<Buffer> CudaBackend::alloc(size_t count) {
 void CudaBackend::write(Buffer& dst, const float* src, size_t count, size_t offset) {
   const char* op = "write";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CudaBuffer& d = cuda_buffer(dst, op, "dst");
   if (offset > d.count || count > d.count - offset)
     fail(op, "range [", offset, ", ", offset, " + ", count, ") exceeds the buffer's ", d.count, " floats");
@@ -196,6 +202,7 @@ void CudaBackend::write(Buffer& dst, const float* src, size_t count, size_t offs
 void CudaBackend::read(const Buffer& src, float* dst, size_t count, size_t offset) {
   const char* op = "read";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaBuffer& s = cuda_buffer(src, op, "src");
   if (offset > s.count || count > s.count - offset)
     fail(op, "range [", offset, ", ", offset, " + ", count, ") exceeds the buffer's ", s.count, " floats");
@@ -206,10 +213,15 @@ void CudaBackend::read(const Buffer& src, float* dst, size_t count, size_t offse
 
 std::unique_ptr<KvCache> CudaBackend::create_kv_cache(const KvCacheDesc& desc) {
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CUDA_CHECK(cudaSetDevice(st_->device));
   return std::make_unique<CudaKvCache>(st_, desc);
 }
 
-void CudaBackend::synchronize() { st_->drain(); }
+void CudaBackend::synchronize() {
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
+  st_->drain();
+}
 
 }  // namespace sbits::kernels::cuda

@@ -65,6 +65,7 @@ class CudaKvCache final : public KvCache, public DeviceResource {
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device);
+  ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
   std::string device_description() const override { return description_; }
@@ -99,7 +100,37 @@ class CudaBackend final : public Backend {
   // An f16 (or bf16) copy of x's first n rows, ld columns (zero beyond cols), with per-128-column
   // sums when `sums`; reused while x is unchanged.
   const uint16_t* half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums);
-  void tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a);
+  // Split-K and ring depth of a variant-4/5 launch over block_rows 64-row blocks (or the
+  // variant's blocks) of tiles_c tile columns; partial_ld is the partials' row stride.
+  void tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,
+                   TiledMmaArgs& a);
+
+  // Deferred ops (cuda_fuse.cpp): decode matmuls on tiled weights that read the same x (q, k,
+  // v; gate, up) wait to go out as one grouped launch, and an rmsnorm or swiglu waits to be
+  // fused with the conversion of the next matmul's x. Every op, read, write and synchronize
+  // flushes them first, and so does every drain of the device state (DeviceState::before_drain:
+  // resource destruction, scratch growth), so the order of effects is the caller's.
+  struct PendingMatmul {
+    const CudaWeight* w;
+    CudaBuffer* y;
+    bool accumulate;
+  };
+  enum class PendingElem { none, rmsnorm, swiglu };
+  struct Pending {
+    const CudaBuffer* x = nullptr;  // the matmuls' x
+    int n = 0, count = 0;
+    PendingMatmul mm[kTiledMmaMaxGroup] = {};
+    PendingElem elem = PendingElem::none;
+    RmsnormArgs rms{};
+    SwigluArgs swi{};
+    const CudaBuffer* elem_out = nullptr;
+  };
+  bool fusing() const { return fuse_ && mma_variant_ >= 4; }
+  bool deferrable(const CudaWeight& w, int n) const;
+  void defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
+  void flush_pending();
+  void record_elem(const Pending& p, int64_t ld);  // ld > 0: fused with x's conversion
+  void record_group(const Pending& p);
 
   template <class A>
   void record(void (*run_fn)(const void*, const ExecContext&), const A& args) {
@@ -114,6 +145,8 @@ class CudaBackend final : public Backend {
   int64_t mma_ring_bytes_ = 12288;  // variant 4: shared memory per warp to aim for
   std::map<int64_t, int> wide_blocks_per_sm_;  // variant 4: blocks per SM by shared memory
   bool pdl_ = false;
+  bool fuse_ = true;  // SBITS_CUDA_FUSE=0 turns deferral and fusion off (benchmarks' baseline)
+  Pending pending_;
 
   struct HalfX {
     const CudaBuffer* buffer = nullptr;

@@ -113,6 +113,12 @@ void CudaBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, boo
   check_count(op, "y", ys, n, wt.rows);
   if (&xs == &ys && n > 0) fail(op, "y must not be the same buffer as x");
   if (n == 0) return;
+  if (deferrable(wt, n)) {  // cuda_fuse.cpp: joins (or starts) a grouped launch
+    defer_matmul(wt, xs, n, ys, accumulate);
+    stamp(ys);
+    return;
+  }
+  flush_pending();
   if (wt.type == WeightType::tiled)
     matmul_tiled(wt, xs, n, ys, accumulate);
   else
@@ -179,13 +185,14 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
 
 // Splits the tile columns so that about mma_warps_per_sm_ warps per multiprocessor have work
 // (a block has 4 warps): blocks take `chunks_per_block` ranges of tiles_per_split tile columns.
-void CudaBackend::tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a) {
-  const TiledDev& t = w.tiled;
+// block_rows: the launch's blocks along the rows (all members' for a group).
+void CudaBackend::tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,
+                              TiledMmaArgs& a) {
   int warps_per_sm = mma_warps_per_sm_;
   if (a.variant >= 4) {
     // Ring depth: about ring_bytes_ per warp, 2..8 slots, within the block's shared memory.
-    a.slot_bytes = w.slot_bytes;
-    a.stages = std::clamp<int64_t>(mma_ring_bytes_ / w.slot_bytes, 2, 8);
+    a.slot_bytes = slot_bytes;
+    a.stages = std::clamp<int64_t>(mma_ring_bytes_ / slot_bytes, 2, 8);
     while (a.stages > 2 && tiled_mma_wide_smem(a.stages, a.slot_bytes) > 200 * 1024) --a.stages;
     // finish() adds the warps' sums in the rings' memory: kWideWarps x 16 x 32 floats.
     a.smem_bytes = std::max<int64_t>(tiled_mma_wide_smem(a.stages, a.slot_bytes), kWideWarps * 16 * 32 * 4 + 64);
@@ -194,18 +201,18 @@ void CudaBackend::tiled_split(const CudaWeight& w, int n, TiledMmaArgs& a) {
     if (fresh) it->second = tiled_mma_wide_blocks_per_sm(a.smem_bytes);
     warps_per_sm = std::min(warps_per_sm, kWideWarps * it->second);
   }
-  const int64_t block_rows = (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant);
   const int64_t per_block = tiled_mma_chunks_per_block(a.variant);
   // Rounded, not ceiled: a grid just over one wave would leave most of its second wave idle.
   const int64_t target_blocks = std::max<int64_t>(1, int64_t(st_->ctx.sm_count) * warps_per_sm / 4);
   int64_t chunks = std::max<int64_t>(1, (target_blocks + block_rows / 2) / block_rows) * per_block;
-  const int64_t tps = std::clamp<int64_t>((t.tiles_c + chunks - 1) / chunks, 1, kTiledMmaMaxTilesPerWarp);
-  chunks = (t.tiles_c + tps - 1) / tps;
+  const int64_t tps = std::clamp<int64_t>((tiles_c + chunks - 1) / chunks, 1, kTiledMmaMaxTilesPerWarp);
+  chunks = (tiles_c + tps - 1) / tps;
   a.tiles_per_split = tps;
   a.splits = (chunks + per_block - 1) / per_block;
+  a.partial_ld = partial_ld;
   if (a.splits > 1) {
     a.partial = static_cast<float*>(
-        st_->partial.ensure(*st_, checked_mul("matmul", a.splits * n, t.rows * 4), "matmul split-K partials"));
+        st_->partial.ensure(*st_, checked_mul("matmul", a.splits * n, partial_ld * 4), "matmul split-K partials"));
     a.counters = static_cast<uint32_t*>(st_->counters.ensure(*st_, size_t(block_rows) * 4, "matmul split-K counters"));
   }
 }
@@ -229,7 +236,9 @@ void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, 
     a.variant = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
     if (tiled_mma_needs_offs16(a.variant) && !t.offs16) a.variant = 1;
     a.pdl = pdl_;
-    tiled_split(w, n, a);  // may drain the queue to grow scratch: before anything is staged
+    // May drain the queue to grow scratch: before anything is staged.
+    tiled_split(w.slot_bytes, t.tiles_c, (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant),
+                t.rows, n, a);
     a.t = t;
     a.x_half = half_x(x, n, t.cols, ld, false, true);
     a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));

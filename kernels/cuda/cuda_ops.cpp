@@ -40,6 +40,7 @@ CudaKvCache& cuda_cache(KvCache& c, const char* op) {
 void CudaBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& out) {
   const char* op = "embed";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaWeight& t = cuda_weight(table, op);
   CudaBuffer& o = cuda_buffer(out, op, "out");
   check_rows_pointer(op, ids, n);
@@ -64,6 +65,7 @@ void CudaBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& 
 void CudaBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int width, Buffer& out) {
   const char* op = "get_rows";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaBuffer& xs = cuda_buffer(x, op, "x");
   CudaBuffer& o = cuda_buffer(out, op, "out");
   check_rows_pointer(op, src_rows, n);
@@ -90,6 +92,7 @@ void CudaBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int 
 void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) {
   const char* op = "rmsnorm";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaWeight& wt = cuda_weight(w, op);
   const CudaBuffer& xs = cuda_buffer(x, op, "x");
   CudaBuffer& o = cuda_buffer(out, op, "out");
@@ -100,7 +103,6 @@ void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Bu
   check_count(op, "x", xs, n, wt.cols);
   check_count(op, "out", o, n, wt.cols);
   if (n == 0) return;
-  st_->queue->begin_op(0);
   auto a = zeroed<RmsnormArgs>();
   a.x = xs.ptr();
   a.w = wt.mem.get();
@@ -110,6 +112,13 @@ void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Bu
   a.eps = eps;
   a.out = o.ptr();
   stamp(o);
+  if (fusing() && n <= kMatvecMaxRows) {  // cuda_fuse.cpp: may fuse with the next matmul's x
+    pending_.elem = PendingElem::rmsnorm;
+    pending_.rms = a;
+    pending_.elem_out = &o;
+    return;
+  }
+  st_->queue->begin_op(0);
   record(run<RmsnormArgs, launch_rmsnorm>, a);
 }
 
@@ -117,6 +126,7 @@ void CudaBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInf
                        RopeStyle style) {
   const char* op = "rope";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CudaBuffer& xs = cuda_buffer(x, op, "x");
   check_rows_pointer(op, rows, n);
   if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
@@ -143,6 +153,7 @@ void CudaBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInf
 void CudaBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {
   const char* op = "swiglu";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaBuffer& g = cuda_buffer(gate, op, "gate");
   const CudaBuffer& u = cuda_buffer(up, op, "up");
   CudaBuffer& o = cuda_buffer(out, op, "out");
@@ -150,19 +161,26 @@ void CudaBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buf
   check_count(op, "up", u, count);
   check_count(op, "out", o, count);
   if (count == 0) return;
-  st_->queue->begin_op(0);
   auto a = zeroed<SwigluArgs>();
   a.gate = g.ptr();
   a.up = u.ptr();
   a.out = o.ptr();
   a.count = int64_t(count);
   stamp(o);
+  if (fusing()) {  // cuda_fuse.cpp: may fuse with the next matmul's x
+    pending_.elem = PendingElem::swiglu;
+    pending_.swi = a;
+    pending_.elem_out = &o;
+    return;
+  }
+  st_->queue->begin_op(0);
   record(run<SwigluArgs, launch_swiglu>, a);
 }
 
 void CudaBackend::add(Buffer& x, const Buffer& y, size_t count) {
   const char* op = "add";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CudaBuffer& xs = cuda_buffer(x, op, "x");
   const CudaBuffer& ys = cuda_buffer(y, op, "y");
   check_count(op, "x", xs, count);
@@ -180,6 +198,7 @@ void CudaBackend::add(Buffer& x, const Buffer& y, size_t count) {
 void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) {
   const char* op = "kv_store";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CudaKvCache& c = cuda_cache(cache, op);
   const KvCacheDesc& d = c.desc;
   const CudaBuffer& ks = cuda_buffer(k, op, "k");
@@ -212,6 +231,7 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
                             const AttentionShape& shape, Buffer& out) {
   const char* op = "attention";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   CudaKvCache& c = cuda_cache(const_cast<KvCache&>(cache), op);
   const KvCacheDesc& d = c.desc;
   const CudaBuffer& qs = cuda_buffer(q, op, "q");
@@ -269,14 +289,21 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
 void CudaBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {
   const char* op = "top_k";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
   const CudaBuffer& x = cuda_buffer(logits, op, "logits");
   if (n < 1 || width < 1 || k < 1 || k > width || k > kMaxTopK)
     fail(op, "n = ", n, ", width = ", width, ", k = ", k, "; expected n >= 1 and 1 <= k <= min(width, ", kMaxTopK, ")");
   if (!ids || !vals) fail(op, "ids and vals must not be null");
   check_count(op, "logits", x, n, width);
   const size_t count = size_t(n) * size_t(k);
+  // Rows split into blocks of at least 2048 columns (4 per thread), at most 64 blocks a row.
+  const int64_t per_block = std::max<int64_t>(2048, (int64_t(width) + 63) / 64);
+  const int64_t blocks = (width + per_block - 1) / per_block;
+  const size_t cands = count * size_t(blocks);
   // Before recording: growing the scratch drains the queue.
-  auto* out = static_cast<uint8_t*>(st_->topk.ensure(*st_, count * 8, "top_k results"));
+  auto* out = static_cast<uint8_t*>(st_->topk.ensure(*st_, count * 8 + (blocks > 1 ? cands * 8 : 0), "top_k results"));
+  auto* counters = blocks > 1 ? static_cast<uint32_t*>(st_->topk_counters.ensure(*st_, size_t(n) * 4, "top_k counters"))
+                              : nullptr;
   st_->queue->begin_op(0);
   auto a = zeroed<TopKArgs>();
   a.logits = x.ptr();
@@ -285,6 +312,13 @@ void CudaBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* 
   a.n = n;
   a.width = width;
   a.k = k;
+  a.blocks = blocks;
+  a.per_block = per_block;
+  if (blocks > 1) {
+    a.cand_v = reinterpret_cast<float*>(out + count * 8);
+    a.cand_i = reinterpret_cast<int32_t*>(out + count * 8 + cands * 4);
+    a.counters = counters;
+  }
   record(run<TopKArgs, launch_top_k>, a);
   st_->copy_to_host(ids, out, count * 4);  // runs the recorded ops first
   st_->copy_to_host(vals, out + count * 4, count * 4);

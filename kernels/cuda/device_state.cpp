@@ -251,6 +251,7 @@ void DeviceState::zero(void* dst, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(dst
 
 void DeviceState::drain() {
   std::lock_guard<std::recursive_mutex> lock(mutex);
+  if (before_drain) before_drain();
   CUDA_CHECK(cudaSetDevice(device));
   queue->flush();
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <type_traits>
@@ -152,10 +153,13 @@ class DeviceState {
   std::unique_ptr<OpQueue> queue;
   std::recursive_mutex mutex;  // serializes ops and resource destruction
   uint64_t next_version = 1;   // write stamps of buffers (see CudaBuffer::version)
+  // Called (under the mutex) before every drain: the backend records the ops it holds back
+  // (cuda_fuse.cpp), so that nothing freed or read after a drain is still wanted by them.
+  std::function<void()> before_drain;
 
   // x as f16 (+ group sums) for the tiled kernels and cuBLAS, split-K partial sums and their
   // counters, attention partials, dequantized weight chunks for prefill, top_k's results.
-  Scratch x_half, x_sum, partial, counters, attn, dequant, topk;
+  Scratch x_half, x_sum, partial, counters, attn, dequant, topk, topk_counters;
 
  private:
   DeviceMemory cublas_workspace_;

@@ -34,10 +34,10 @@ __global__ void embed_kernel(const EmbedArgs a) {
 // block's latency is the op's time, and it is a chain of dependent loads per thread (16 of
 // them at width 4096 with 256 threads: 10 us on an H200, measured with ncu).
 constexpr int kRmsThreads = 1024;
-__global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs a) {
+// 1 / rms of row j (a block of kRmsThreads threads).
+__device__ __forceinline__ float rms_inverse(const RmsnormArgs& a, int64_t j) {
   __shared__ double partial[kRmsThreads / 32];
-  const float* x = a.x + int64_t(blockIdx.x) * a.width;
-  float* y = a.out + int64_t(blockIdx.x) * a.width;
+  const float* x = a.x + j * a.width;
   double s = 0;
 #pragma unroll 4
   for (int64_t i = threadIdx.x; i < a.width; i += kRmsThreads) s += double(x[i]) * double(x[i]);
@@ -46,7 +46,13 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs 
   __syncthreads();
   double total = 0;
   for (int w = 0; w < kRmsThreads / 32; ++w) total += partial[w];
-  const float inv = float(1.0 / sqrt(total / double(a.width) + a.eps));
+  return float(1.0 / sqrt(total / double(a.width) + a.eps));
+}
+
+__global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs a) {
+  const float* x = a.x + int64_t(blockIdx.x) * a.width;
+  float* y = a.out + int64_t(blockIdx.x) * a.width;
+  const float inv = rms_inverse(a, blockIdx.x);
 #pragma unroll 4
   for (int64_t i = threadIdx.x; i < a.width; i += kRmsThreads) y[i] = x[i] * inv * load_weight(a.w, a.wtype, i);
 }
@@ -84,13 +90,16 @@ __global__ void kv_store_kernel(const KvStoreArgs a) {
 }
 
 // silu as the CPU computes it: sigmoid from e = exp(-|g|) <= 1, so nothing overflows.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  const float e = expf(-fabsf(g));
+  const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  return (sig == 0.0f ? -0.0f : g * sig) * u;
+}
+
 __global__ void swiglu_kernel(const SwigluArgs a) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= a.count) return;
-  const float g = a.gate[i];
-  const float e = expf(-fabsf(g));
-  const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-  a.out[i] = (sig == 0.0f ? -0.0f : g * sig) * a.up[i];
+  a.out[i] = silu_times(a.gate[i], a.up[i]);
 }
 
 __global__ void add_kernel(const AddArgs a) {
@@ -103,11 +112,11 @@ __global__ void get_rows_kernel(const GetRowsArgs a) {
   if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
 }
 
-// One block of 128 threads per 128 columns and row. f16 saturates at +-65504 rather than
+// Value v of row j, column c (zero outside n x cols) to f16 and, with sums, its share of the
+// per-128-column sums. Called by every thread of a block of 128 threads that covers columns
+// [128 b, 128 b + 128) of row j (threadIdx.x = c % 128). f16 saturates at +-65504 rather than
 // becoming inf (activations that large would already be far outside what the models see).
-__global__ void convert_x_kernel(const ConvertXArgs a) {
-  const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
-  const float v = (j < a.n && c < a.cols) ? a.x[j * a.cols + c] : 0.0f;
+__device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, int64_t c, float v) {
   float rounded = 0.0f;
   if (a.bf16) {
     if (j < a.n && c < a.ld) static_cast<__nv_bfloat16*>(a.out)[j * a.ld + c] = __float2bfloat16_rn(v);
@@ -131,7 +140,67 @@ __global__ void convert_x_kernel(const ConvertXArgs a) {
   __syncthreads();
   if (threadIdx.x < 4) {
     const int k = threadIdx.x;
-    a.sums[int64_t(blockIdx.x) * kXSumStride + 8 * k + j] = (part[k][0] + part[k][1]) + (part[k][2] + part[k][3]);
+    a.sums[(c / 128) * kXSumStride + 8 * k + j] = (part[k][0] + part[k][1]) + (part[k][2] + part[k][3]);
+  }
+}
+
+// One block of 128 threads per 128 columns and row.
+__global__ void convert_x_kernel(const ConvertXArgs a) {
+  const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
+  convert_store(a, j, c, (j < a.n && c < a.cols) ? a.x[j * a.cols + c] : 0.0f);
+}
+
+// swiglu, then convert_x of its output (the down projection's x), in convert_x's grid: the
+// element's f32 result is stored and converted by the same thread.
+__global__ void swiglu_convert_kernel(const SwigluConvertArgs a) {
+  const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
+  float v = 0.0f;
+  if (j < a.conv.n && c < a.conv.cols) {
+    const int64_t i = j * a.conv.cols + c;
+    v = silu_times(a.swiglu.gate[i], a.swiglu.up[i]);
+    a.swiglu.out[i] = v;
+  }
+  convert_store(a.conv, j, c, v);
+}
+
+// rmsnorm of one row (block j < n; blocks n..7 only write row j's zero sums), then convert_x
+// of the result: the second pass walks ld columns, 1024 at a time, so each aligned group of 4
+// warps is one 128-column tile, and convert_x's per-tile sums are formed in the same order
+// (warp sums, then (w0 + w1) + (w2 + w3)) from shared memory.
+__global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const RmsnormConvertArgs a) {
+  __shared__ float part[kFusedConvertMaxLd / 128][4][4];
+  const ConvertXArgs& cv = a.conv;
+  const int64_t j = blockIdx.x, tiles = cv.ld / 128;
+  if (j >= a.norm.n) {
+    for (int64_t i = threadIdx.x; i < tiles * 4; i += kRmsThreads) cv.sums[(i / 4) * kXSumStride + 8 * (i % 4) + j] = 0.0f;
+    return;
+  }
+  const float inv = rms_inverse(a.norm, j);
+  const float* x = a.norm.x + j * a.norm.width;
+  float* y = a.norm.out + j * a.norm.width;
+  __half* h = static_cast<__half*>(cv.out) + j * cv.ld;
+  const int lane = threadIdx.x % 32, pair = lane / 2;
+  for (int64_t i = threadIdx.x; i < cv.ld; i += kRmsThreads) {
+    float v = 0.0f;
+    if (i < a.norm.width) {
+      v = x[i] * inv * load_weight(a.norm.w, a.norm.wtype, i);
+      y[i] = v;
+    }
+    const __half hv = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
+    h[i] = hv;
+    const float r = __half2float(hv);
+    float v4[4] = {r, r * float(1024 >> mma::pair_shift(2, pair)), r * float(1024 >> mma::pair_shift(4, pair)),
+                   r * float(1024 >> mma::pair_shift(8, pair))};
+    for (int k = 0; k < 4; ++k) {
+      v4[k] = warp_sum(v4[k]);
+      if (lane == 0) part[i / 128][k][(i % 128) / 32] = v4[k];
+    }
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < tiles * 4; i += kRmsThreads) {
+    const int64_t t = i / 4;
+    const int k = int(i % 4);
+    cv.sums[t * kXSumStride + 8 * k + j] = (part[t][k][0] + part[t][k][1]) + (part[t][k][2] + part[t][k][3]);
   }
 }
 
@@ -206,6 +275,18 @@ void launch_convert_x(const ConvertXArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
   const unsigned rows = a.sums ? 8u : unsigned(a.n);  // with sums, rows n..7 get zero sums
   convert_x_kernel<<<dim3(unsigned(blocks_for(a.ld, 128)), rows), 128, 0, c.stream>>>(a);
+  check_launch();
+}
+
+void launch_rmsnorm_convert(const RmsnormConvertArgs& a, const ExecContext& c) {
+  if (a.norm.n == 0) return;
+  rmsnorm_convert_kernel<<<8u, kRmsThreads, 0, c.stream>>>(a);  // 8 rows of sums (kMatvecMaxRows)
+  check_launch();
+}
+
+void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c) {
+  if (a.conv.n == 0) return;
+  swiglu_convert_kernel<<<dim3(unsigned(blocks_for(a.conv.ld, 128)), 8u), 128, 0, c.stream>>>(a);
   check_launch();
 }
 

@@ -108,6 +108,19 @@ struct ConvertXArgs {
   int64_t n, cols, ld, bf16;
 };
 
+// An rmsnorm or swiglu whose output is the x of the next tiled matvec, fused with that x's
+// conversion (cuda_fuse.cpp): one launch writes the op's f32 output and, as convert_x would
+// from it, the f16 copy and sums. conv.x is the op's output; conv.n x conv.cols its shape.
+constexpr int64_t kFusedConvertMaxLd = 16384;  // rmsnorm_convert keeps per-tile sums in shared memory
+struct RmsnormConvertArgs {
+  RmsnormArgs norm;
+  ConvertXArgs conv;
+};
+struct SwigluConvertArgs {
+  SwigluArgs swiglu;
+  ConvertXArgs conv;
+};
+
 struct DenseMatvecArgs {
   const void* w;
   int64_t type, rows, cols;
@@ -127,11 +140,26 @@ struct GemmArgs {
 };
 
 // top_k (topk.cu): ids and vals are [n][k] device arrays; 1 <= k <= min(width, kMaxTopK).
+// blocks > 1: each row's columns in blocks of per_block, whose k candidates go to cand_v
+// (value, NaN as -inf) and cand_i ([n][blocks][k]); counters: one per row, zero between launches.
 struct TopKArgs {
   const float* logits;  // [n][width]
   int32_t* ids;
   float* vals;
   int64_t n, width, k;
+  int64_t blocks, per_block;
+  float* cand_v;
+  int32_t* cand_i;
+  uint32_t* counters;
+};
+
+// One weight of a grouped matvec launch (TiledMmaArgs::group): its tiles, output, and the
+// first block row of grid x that is its.
+constexpr int kTiledMmaMaxGroup = 3;  // q, k, v (gate, up: 2)
+struct TiledMmaMember {
+  TiledDev t;
+  float* y;
+  int64_t accumulate, block0;
 };
 
 // The tensor-core tiled matvec (tiled_mma.cu); see tiled_mma.cuh for the layout it requires.
@@ -150,6 +178,14 @@ struct TiledMmaArgs {
   // Variant 4: each warp's ring of `stages` shared-memory slots of slot_bytes (the largest tile
   // of the weight); smem_bytes in all, for the block's kWideWarps warps and their barriers.
   int64_t stages, slot_bytes, smem_bytes;
+  // Row stride of `partial` (t.rows, or for a group the group's block rows x 64).
+  int64_t partial_ld;
+  // Variants 4 and 5: group > 1 weights that read the same x (equal cols) in one launch, one
+  // grid over all their block rows (members[0] repeats t, y, accumulate). Each member's
+  // split-K partials start at row block0 * 64 of `partial`, its counters at counters + block0;
+  // slot_bytes is the members' largest.
+  int64_t group;
+  TiledMmaMember members[kTiledMmaMaxGroup];
 };
 
 // Any tiled layout, n <= 8 rows, f32 x: one block per output row, the reference dequantization.
@@ -177,6 +213,8 @@ void launch_add(const AddArgs& a, const ExecContext& c);
 void launch_get_rows(const GetRowsArgs& a, const ExecContext& c);
 void launch_copy(const CopyArgs& a, const ExecContext& c);
 void launch_convert_x(const ConvertXArgs& a, const ExecContext& c);
+void launch_rmsnorm_convert(const RmsnormConvertArgs& a, const ExecContext& c);
+void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c);
 void launch_dense_matvec(const DenseMatvecArgs& a, const ExecContext& c);
 void launch_gemm(const GemmArgs& a, const ExecContext& c);
 void launch_top_k(const TopKArgs& a, const ExecContext& c);

@@ -74,7 +74,7 @@ __device__ __forceinline__ uint64_t load_offset(const TiledMmaArgs& a, int64_t i
 // row0 .. row0 + valid_rows - 1 are the block's.
 template <int kWarps, int kRB>
 __device__ void finish(const TiledMmaArgs& a, float (&y)[kRB][4], int64_t row0, int valid_rows, const Geometry& geo,
-                       float (*red)[kRB * 4][32]) {
+                       float (*red)[kRB * 4][32], int64_t bx) {
   constexpr int kRows = 16 * kRB;
   __shared__ uint32_t last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -93,7 +93,7 @@ __device__ void finish(const TiledMmaArgs& a, float (&y)[kRB][4], int64_t row0, 
           float* p = a.y + n * rows + row;
           *p = a.accumulate ? *p + s : s;
         } else {
-          a.partial[(int64_t(blockIdx.y) * a.n + n) * rows + row] = s;
+          a.partial[(int64_t(blockIdx.y) * a.n + n) * a.partial_ld + row] = s;
         }
       }
     });
@@ -101,7 +101,7 @@ __device__ void finish(const TiledMmaArgs& a, float (&y)[kRB][4], int64_t row0, 
   if (a.splits == 1) return;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(a.counters + blockIdx.x, 1u) == uint32_t(a.splits - 1);
+  if (threadIdx.x == 0) last = atomicAdd(a.counters + bx, 1u) == uint32_t(a.splits - 1);
   __syncthreads();
   if (!last) return;
   __threadfence();
@@ -109,11 +109,11 @@ __device__ void finish(const TiledMmaArgs& a, float (&y)[kRB][4], int64_t row0, 
     const int64_t local = i % kRows, row = row0 + local, n = i / kRows;
     if (local >= valid_rows) continue;
     float s = 0.0f;
-    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + (k * a.n + n) * rows + row);
+    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + (k * a.n + n) * a.partial_ld + row);
     float* p = a.y + n * rows + row;
     *p = a.accumulate ? *p + s : s;
   }
-  if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;  // ready for the next launch
+  if (threadIdx.x == 0) a.counters[bx] = 0;  // ready for the next launch
 }
 
 // Variant 0. Block (x, y): rows [16 x, 16 x + 16) of one tile strip; warp w takes tile columns
@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(128) tiled_mma_regs_kernel(const TiledMmaArgs 
     });
   }
   __shared__ float red[kWarps][4][32];
-  finish<kWarps, 1>(a, y, row0, int(min(int64_t(16), a.t.rows - row0)), geo, red);
+  finish<kWarps, 1>(a, y, row0, int(min(int64_t(16), a.t.rows - row0)), geo, red, blockIdx.x);
 }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -218,7 +218,7 @@ __device__ void finish_strip(const TiledMmaArgs& a, const float (&y)[4], int64_t
         float* p = a.y + n * rows + row;
         *p = a.accumulate ? *p + y[I.value] : y[I.value];
       } else {
-        a.partial[(int64_t(blockIdx.y) * a.n + n) * rows + row] = y[I.value];
+        a.partial[(int64_t(blockIdx.y) * a.n + n) * a.partial_ld + row] = y[I.value];
       }
     }
   });
@@ -233,7 +233,7 @@ __device__ void finish_strip(const TiledMmaArgs& a, const float (&y)[4], int64_t
     const int64_t local = i % 64, row = row0 + local, n = i / 64;
     if (local >= rows_t) continue;
     float s = 0.0f;
-    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + (k * a.n + n) * rows + row);
+    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + (k * a.n + n) * a.partial_ld + row);
     float* p = a.y + n * rows + row;
     *p = a.accumulate ? *p + s : s;
   }
@@ -510,18 +510,39 @@ __device__ __forceinline__ void wide_f16_tile(const uint8_t* tile, const Geometr
   });
 }
 
+// A grouped launch's block row blockIdx.x as block row bx of its member: the launch's
+// arguments with that member's weight, output and split-K scratch (selected by value, so the
+// member array is never indexed dynamically).
+__device__ __forceinline__ TiledMmaArgs group_member(const TiledMmaArgs& g, int64_t& bx) {
+  TiledMmaArgs a = g;
+  bx = blockIdx.x;
+  if (g.group <= 1) return a;
+  int64_t b0 = 0;
+  static_for<kTiledMmaMaxGroup - 1>([&](auto I) {
+    const TiledMmaMember& m = g.members[I.value + 1];
+    if (I.value + 1 < g.group && int64_t(blockIdx.x) >= m.block0)
+      a.t = m.t, a.y = m.y, a.accumulate = m.accumulate, b0 = m.block0;
+  });
+  bx -= b0;
+  if (a.partial) a.partial += b0 * 64;
+  if (a.counters) a.counters += b0;
+  return a;
+}
+
 template <bool kInterleave>
-__global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(const TiledMmaArgs a) {
+__global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(const TiledMmaArgs g) {
   extern __shared__ __align__(128) uint8_t smem[];
   allow_next_grid();
+  int64_t bx = 0;
+  const TiledMmaArgs a = group_member(g, bx);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int stages = int(a.stages);
   const uint32_t slot_bytes = uint32_t(a.slot_bytes);
-  const int64_t row0 = int64_t(blockIdx.x) * 64;
+  const int64_t row0 = bx * 64;
   const int rows_t = int(min(int64_t(64), a.t.rows - row0));
   const int64_t tc0 = min(a.t.tiles_c, (int64_t(blockIdx.y) * kWideWarps + warp) * a.tiles_per_split);
   const int ntiles = int(min(a.t.tiles_c, tc0 + a.tiles_per_split) - tc0);
-  const int64_t first = int64_t(blockIdx.x) * a.t.tiles_c + tc0;
+  const int64_t first = bx * a.t.tiles_c + tc0;
   const int last_units = int((a.t.cols - (a.t.tiles_c - 1) * 128 + 31) / 32);
   const int64_t last_tc = a.t.tiles_c - 1 - tc0;  // index of the last tile column in this range
   const int my_bits = lane < ntiles ? int(__ldg(a.t.bits + first + lane)) : 0;
@@ -585,13 +606,18 @@ __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(cons
     if (++s == stages) s = 0, phase ^= 1u;
   }
   __syncthreads();  // all warps are done with their rings: finish() reuses them for the sums
-  finish<kWideWarps, 4>(a, y, row0, rows_t, geo, reinterpret_cast<float(*)[16][32]>(smem));
+  finish<kWideWarps, 4>(a, y, row0, rows_t, geo, reinterpret_cast<float(*)[16][32]>(smem), bx);
 }
 
 template <class Kernel>
 void launch(Kernel kernel, const TiledMmaArgs& a, int rows_per_block, int smem, const ExecContext& c) {
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((a.t.rows + rows_per_block - 1) / rows_per_block), unsigned(a.splits));
+  int64_t blocks = (a.t.rows + rows_per_block - 1) / rows_per_block;
+  if (a.group > 1) {  // variants 4, 5: every member's block rows (rows_per_block is 64)
+    const TiledMmaMember& m = a.members[a.group - 1];
+    blocks = m.block0 + (m.t.rows + rows_per_block - 1) / rows_per_block;
+  }
+  cfg.gridDim = dim3(unsigned(blocks), unsigned(a.splits));
   cfg.blockDim = dim3(128);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = c.stream;

@@ -1,5 +1,11 @@
-// top_k on the device: one block per row of logits; only k (id, value) pairs per row go back to
-// the host (greedy decoding is k = 1: four bytes instead of the vocabulary's logits).
+// top_k on the device; only k (id, value) pairs per row go back to the host (greedy decoding
+// is k = 1: four bytes instead of the vocabulary's logits).
+//
+// A wide row is split over TopKArgs::blocks blocks (one block per row took 46 us for 32000
+// logits on an H200: a chain of dependent loads per thread). Each block selects the k best of
+// its columns into candidate arrays; the last block of the row to finish (a counter, as in
+// split-K) selects the k best of the blocks x k candidates, with the same rule, and writes the
+// results. Narrow rows take one block and write directly.
 //
 // Order: larger value first, equal values by lower index (the host default's rule in
 // kernels/backend.h). NaN ranks below -inf; its value is returned as read.
@@ -19,8 +25,9 @@ namespace {
 constexpr int kTopKThreads = 512;
 
 struct Ranked {
-  float v;  // NaN mapped to -inf
-  int32_t i;
+  float v;    // NaN mapped to -inf
+  int32_t i;  // column
+  int32_t p;  // position in the block's source (its owner is thread p % blockDim), -1: none
 };
 
 __device__ __forceinline__ bool ranks_before(const Ranked& a, const Ranked& b) {
@@ -29,56 +36,94 @@ __device__ __forceinline__ bool ranks_before(const Ranked& a, const Ranked& b) {
 
 __device__ __forceinline__ Ranked warp_best(Ranked r) {
   for (int o = 16; o > 0; o >>= 1) {
-    const Ranked other{__shfl_xor_sync(0xffffffffu, r.v, o), __shfl_xor_sync(0xffffffffu, r.i, o)};
+    const Ranked other{__shfl_xor_sync(0xffffffffu, r.v, o), __shfl_xor_sync(0xffffffffu, r.i, o),
+                       __shfl_xor_sync(0xffffffffu, r.p, o)};
     if (ranks_before(other, r)) r = other;
   }
   return r;
 }
 
-// The best of this thread's columns that rank after `after` ({-inf, INT_MAX} when none is left,
-// which ranks after every column).
-__device__ Ranked scan_columns(const float* row, int64_t width, const Ranked& after) {
-  Ranked best{-INFINITY, INT_MAX};
+// The best of this thread's positions (p = tid + m * blockDim < count) that rank after `after`
+// ({-inf, INT_MAX} when none is left, which ranks after every column).
+template <class Src>
+__device__ Ranked scan(const Src& src, int count, const Ranked& after) {
+  Ranked best{-INFINITY, INT_MAX, -1};
 #pragma unroll 4
-  for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
-    const float x = row[c];
-    const Ranked r{x != x ? -INFINITY : x, int32_t(c)};
+  for (int p = threadIdx.x; p < count; p += blockDim.x) {
+    const Ranked r = src(p);
     if (ranks_before(after, r) && ranks_before(r, best)) best = r;
   }
   return best;
 }
 
-__global__ void __launch_bounds__(kTopKThreads) top_k_kernel(const TopKArgs a) {
+// k rounds of a block argmax over src's count positions; thread 0 calls emit(j, winner).
+template <class Src, class Emit>
+__device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
   __shared__ Ranked warp_winner[kTopKThreads / 32];
   __shared__ Ranked winner;
-  const float* row = a.logits + int64_t(blockIdx.x) * a.width;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  Ranked mine = scan_columns(row, a.width, Ranked{INFINITY, -1});  // {inf, -1} ranks first
-  for (int64_t j = 0; j < a.k; ++j) {
+  Ranked mine = scan(src, count, Ranked{INFINITY, -1, -1});  // {inf, -1} ranks first
+  for (int j = 0; j < k; ++j) {
     const Ranked w = warp_best(mine);
     if (lane == 0) warp_winner[warp] = w;
     __syncthreads();
     if (warp == 0) {
-      Ranked r = lane < int(blockDim.x / 32) ? warp_winner[lane] : Ranked{-INFINITY, INT_MAX};
+      Ranked r = lane < int(blockDim.x / 32) ? warp_winner[lane] : Ranked{-INFINITY, INT_MAX, -1};
       r = warp_best(r);
       if (lane == 0) {
         winner = r;
-        a.ids[int64_t(blockIdx.x) * a.k + j] = r.i;
-        a.vals[int64_t(blockIdx.x) * a.k + j] = row[r.i];
+        emit(j, r);
       }
     }
     __syncthreads();
     const Ranked chosen = winner;
-    if (chosen.i % int32_t(blockDim.x) == int32_t(threadIdx.x)) mine = scan_columns(row, a.width, chosen);
+    if (chosen.p >= 0 && chosen.p % int(blockDim.x) == int(threadIdx.x)) mine = scan(src, count, chosen);
     __syncthreads();  // winner and warp_winner are rewritten by the next round
   }
+}
+
+// Block (b, r): columns [b * per_block, (b + 1) * per_block) of row r.
+__global__ void __launch_bounds__(kTopKThreads) top_k_kernel(const TopKArgs a) {
+  __shared__ uint32_t last;
+  const int64_t r = blockIdx.y, b = blockIdx.x;
+  const float* row = a.logits + r * a.width;
+  const int k = int(a.k);
+  const int64_t c0 = b * a.per_block;
+  const int count = int(min(a.per_block, a.width - c0));
+  auto columns = [&](int p) {
+    const float x = row[c0 + p];
+    return Ranked{x != x ? -INFINITY : x, int32_t(c0 + p), p};
+  };
+  auto result = [&](int j, const Ranked& w) {
+    a.ids[r * k + j] = w.i;
+    a.vals[r * k + j] = row[w.i];  // as read (NaN stays NaN)
+  };
+  if (a.blocks == 1) {
+    block_top_k(columns, count, k, result);
+    return;
+  }
+  float* cv = a.cand_v + r * a.blocks * k;
+  int32_t* ci = a.cand_i + r * a.blocks * k;
+  block_top_k(columns, count, k, [&](int j, const Ranked& w) {
+    cv[b * k + j] = w.v;
+    ci[b * k + j] = w.i;
+  });
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(a.counters + r, 1u) == uint32_t(a.blocks - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  auto candidates = [&](int p) { return Ranked{__ldcg(cv + p), __ldcg(ci + p), p}; };
+  block_top_k(candidates, int(a.blocks) * k, k, result);
+  if (threadIdx.x == 0) a.counters[r] = 0;  // ready for the next launch
 }
 
 }  // namespace
 
 void launch_top_k(const TopKArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
-  top_k_kernel<<<unsigned(a.n), kTopKThreads, 0, c.stream>>>(a);
+  top_k_kernel<<<dim3(unsigned(a.blocks), unsigned(a.n)), kTopKThreads, 0, c.stream>>>(a);
   CUDA_CHECK_LAUNCH();
 }
 

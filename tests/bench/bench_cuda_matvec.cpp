@@ -20,6 +20,10 @@
 //          --n 1               rows of x, list
 //          --quick             2 shapes only
 //          --only RxC:B        one configuration (B = 0 for the mixed one), e.g. 32000x4096:2
+//          --group G           G matvecs in a row that read the same x into G different outputs
+//                              (q/k/v: 3; gate/up: 2), which the backend launches as one grouped
+//                              kernel (kernels/cuda/cuda_fuse.cpp; SBITS_CUDA_FUSE=0: one launch
+//                              each); time and bandwidth are still per matvec
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -59,6 +63,7 @@ struct Options {
   std::vector<int> pdl = {0};
   bool quick = false;
   std::string only;
+  int group = 1;
   std::string out_dir = std::string(SBITS_SOURCE_DIR) + "/bench/results";
 };
 
@@ -169,11 +174,12 @@ struct Result {
 };
 
 // Seconds per matvec: rounds of `per_round` matvecs rotating over the copies.
-double time_matvecs(Backend& be, const std::vector<std::unique_ptr<Weight>>& ws, const Buffer& x, Buffer& y, int n,
-                    int per_round) {
+double time_matvecs(Backend& be, const std::vector<std::unique_ptr<Weight>>& ws, const Buffer& x,
+                    const std::vector<std::unique_ptr<Buffer>>& ys, int n, int per_round) {
   std::vector<double> t;
+  per_round = (per_round + int(ys.size()) - 1) / int(ys.size()) * int(ys.size());
   for (int round = 0; round < 9; ++round) {
-    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % ws.size()], x, n, y, false);
+    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % ws.size()], x, n, *ys[size_t(i) % ys.size()], false);
     const auto t0 = Clock::now();
     be.synchronize();
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -206,6 +212,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--out-dir" && i + 1 < argc) o.out_dir = argv[++i];
     else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
     else if (a == "--quick") o.quick = true;
+    else if (a == "--group" && i + 1 < argc) o.group = std::stoi(argv[++i]);
     else throw std::invalid_argument("usage: bench_cuda_matvec [--variants L] [--warps L] [--pdl L] [--n L] "
                                      "[--out-dir D] [--quick] [--only RxC:B]");
   }
@@ -234,9 +241,11 @@ void bench_weight(const Options& o, const HostTiled& t, const std::string& confi
           std::mt19937 rng(5);
           std::normal_distribution<float> nd;
           for (float& v : xv) v = nd(rng);
-          auto x = be->alloc(xv.size()), y = be->alloc(size_t(n * hw.rows));
+          auto x = be->alloc(xv.size());
+          std::vector<std::unique_ptr<Buffer>> ys;
+          for (int g = 0; g < o.group; ++g) ys.push_back(be->alloc(size_t(n * hw.rows)));
           be->write(*x, xv.data(), xv.size());
-          const double sec = time_matvecs(*be, ws, *x, *y, n, std::max(copies, 64));
+          const double sec = time_matvecs(*be, ws, *x, ys, n, std::max(copies, 64));
           const Result r{hw.rows, hw.cols, config, variant, warps, pdl, n, double(t.bytes), sec,
                          double(t.bytes) / sec * 1e-9};
           out.push_back(r);
@@ -279,7 +288,8 @@ void write_results(const Options& o, const std::string& gpu, double copy, const 
                   100.0 * best->gbps * 1e9 / copy, best->variant, best->warps, best->pdl);
     md << line;
   }
-  const std::string stem = o.out_dir + "/cuda_matvec_" + sanitize(gpu);
+  const std::string stem =
+      o.out_dir + "/cuda_matvec_" + (o.group > 1 ? "group" + std::to_string(o.group) + "_" : "") + sanitize(gpu);
   std::ofstream(stem + ".json") << j.dump(2) << "\n";
   std::ofstream(stem + ".md") << md.str();
   std::printf("\n%s\nwrote %s.json and .md\n", md.str().c_str(), stem.c_str());
@@ -310,7 +320,12 @@ int main(int argc, char** argv) {
         if (!o.only.empty() && o.only != key) continue;
         const int64_t tiles = ((s.rows + 63) / 64) * ((s.cols + 127) / 128);
         const HostTiled t = make_tiled(s.rows, s.cols, make_table(tiles, bits, 7), 11);
-        bench_weight(o, t, bits ? std::to_string(bits) + "-bit" : "mixed 2.5 bpw", copy, results);
+        std::string config = bits ? std::to_string(bits) + "-bit" : "mixed 2.5 bpw";
+        if (o.group > 1) {
+          const char* fuse = std::getenv("SBITS_CUDA_FUSE");
+          config += " x" + std::to_string(o.group) + (fuse && std::string(fuse) == "0" ? " unfused" : " grouped");
+        }
+        bench_weight(o, t, config, copy, results);
       }
     }
     write_results(o, prop.name, copy, results);

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -151,6 +152,18 @@ void run(const Options& o) {
                       }) /
                       double(o.decode));
   }
+  // Ops recorded by one greedy decode step (about its kernels: a grouped matmul or a fused
+  // conversion counts once); SBITS_CUDA_FUSE=0 turns the backend's grouping and fusion off.
+  const uint64_t ops0 = kernels::cuda_stats(*backend).ops;
+  {
+    int32_t id = prompt.front();
+    id = s.feed_greedy(std::span<const int32_t>(&id, 1));
+  }
+  const uint64_t ops_per_token = kernels::cuda_stats(*backend).ops - ops0;
+  const char* fuse_env = std::getenv("SBITS_CUDA_FUSE");
+  const bool fused = !(fuse_env && std::string(fuse_env) == "0");
+  std::printf("%s: %llu ops per decode step, fusion %s\n", o.label.c_str(), (unsigned long long)ops_per_token,
+              fused ? "on" : "off");
   size_t free1 = 0;
   BENCH_CHECK(cudaMemGetInfo(&free1, &total));
   const auto held = kernels::cuda_stats(*backend).device_bytes;
@@ -166,6 +179,8 @@ void run(const Options& o) {
                       {"decode_seconds_per_token_device_greedy", tok},
                       {"decode_seconds_per_token_host_logits", tok_host},
                       {"decode_tok_s", 1.0 / tok},
+                      {"decode_ops_per_token", ops_per_token},
+                      {"fusion", fused},
                       {"decode_fraction_of_floor", floor_s / tok},
                       {"prefill_tokens", o.prompt},
                       {"prefill_tok_s", 1.0 / pre},

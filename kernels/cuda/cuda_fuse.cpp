@@ -1,0 +1,137 @@
+// Deferred ops: fewer, bigger launches for decode without changing the op interface.
+//
+// A decode step of a Llama layer calls matmul(wq, h), matmul(wk, h), matmul(wv, h) and later
+// matmul(w_gate, h), matmul(w_up, h): matvecs that read the same x, each too small to fill the
+// GPU for long (a 4096 x 4096 one is launch- and ramp-bound). And the x of those matmuls, and
+// of w_down, comes straight from an rmsnorm or a swiglu, which convert_x then reads again to
+// make the f16 copy. So the backend holds these ops back (not recorded yet):
+//  - decode matmuls on tiled weights (variants 4 and 5) that read the same x with the same n
+//    join a pending group of up to kTiledMmaMaxGroup, launched as one grid over all their
+//    block rows (tiled_mma.cu group_member);
+//  - an rmsnorm or swiglu waits; if the matmuls flushed next read its output, it is recorded
+//    fused with their x's conversion (rmsnorm_convert / swiglu_convert), else as itself.
+// Exact semantics: every public op, read, write, top_k and synchronize flushes first (so
+// anything that touches a pending op's buffers runs after it), and DeviceState::drain does
+// too (resources destroyed or scratch grown while something is pending). A group never holds
+// two matmuls with the same y, nor one whose y is the group's x. Results are those of the
+// separate launches: each member's tiles, split-K order and epilogue are unchanged, and the
+// fused kernels compute the f32 output and the f16 copy with convert_x's arithmetic.
+#include <algorithm>
+
+#include "kernels/cuda/cuda_backend_impl.h"
+
+namespace sbits::kernels::cuda {
+
+CudaBackend::~CudaBackend() {
+  try {
+    std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+    flush_pending();
+  } catch (...) {  // a destructor cannot report; resources still drain as they go
+  }
+  st_->before_drain = nullptr;
+}
+
+bool CudaBackend::deferrable(const CudaWeight& w, int n) const {
+  return fusing() && w.type == WeightType::tiled && w.mma_ok && n >= 1 && n <= kMatvecMaxRows &&
+         w.tiled.tile_rows == 64 && w.tiled.offs16 != nullptr;
+}
+
+void CudaBackend::defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate) {
+  Pending& p = pending_;
+  bool joins = p.count > 0 && p.count < kTiledMmaMaxGroup && p.x == &x && p.n == n &&
+               p.mm[0].w->cols == w.cols;
+  for (int i = 0; joins && i < p.count; ++i) joins = p.mm[i].y != &y;
+  if (p.count > 0 && !joins) flush_pending();
+  if (p.count == 0) {
+    p.x = &x;
+    p.n = n;
+  }
+  p.mm[p.count++] = PendingMatmul{&w, &y, accumulate};
+}
+
+void CudaBackend::flush_pending() {
+  if (pending_.count == 0 && pending_.elem == PendingElem::none) return;
+  // Taken out first: recording may drain (scratch growth), and the drain calls back here.
+  const Pending p = pending_;
+  pending_ = Pending{};
+  if (p.count == 0) {
+    record_elem(p, 0);
+    return;
+  }
+  record_group(p);
+}
+
+void CudaBackend::record_elem(const Pending& p, int64_t ld) {
+  if (p.elem == PendingElem::none) return;
+  st_->queue->begin_op(0);
+  if (ld == 0) {
+    if (p.elem == PendingElem::rmsnorm)
+      record(run<RmsnormArgs, launch_rmsnorm>, p.rms);
+    else
+      record(run<SwigluArgs, launch_swiglu>, p.swi);
+    return;
+  }
+  // Fused: the f16 copy and sums of the output, in the scratch half_x would use, and the
+  // half_x cache keyed to the output's current version so the matmul finds them.
+  const CudaBuffer& out = *p.elem_out;
+  const int64_t cols = p.mm[0].w->cols;
+  const char* op = "matmul";
+  void* xh = st_->x_half.ensure(*st_, checked_mul(op, p.n, ld * 2), "matmul x (f16)");
+  auto* sums = static_cast<float*>(
+      st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4), "matmul x sums"));
+  auto conv = zeroed<ConvertXArgs>();
+  conv.x = out.ptr();
+  conv.out = xh;
+  conv.sums = sums;
+  conv.n = p.n;
+  conv.cols = cols;
+  conv.ld = ld;
+  st_->queue->begin_op(0);  // the ensures may have drained: the record starts afresh
+  if (p.elem == PendingElem::rmsnorm) {
+    auto a = zeroed<RmsnormConvertArgs>();
+    a.norm = p.rms;
+    a.conv = conv;
+    record(run<RmsnormConvertArgs, launch_rmsnorm_convert>, a);
+  } else {
+    auto a = zeroed<SwigluConvertArgs>();
+    a.swiglu = p.swi;
+    a.conv = conv;
+    record(run<SwigluConvertArgs, launch_swiglu_convert>, a);
+  }
+  half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, true, xh};
+}
+
+void CudaBackend::record_group(const Pending& p) {
+  const CudaWeight& w0 = *p.mm[0].w;
+  const TiledDev& t0 = w0.tiled;
+  const int64_t ld = t0.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
+  auto a = zeroed<TiledMmaArgs>();
+  a.variant = mma_variant_;
+  a.pdl = pdl_;
+  int64_t slot_bytes = 0, block_rows = 0;
+  for (int i = 0; i < p.count; ++i) {
+    const CudaWeight& w = *p.mm[i].w;
+    a.members[i] = TiledMmaMember{w.tiled, p.mm[i].y->ptr(), p.mm[i].accumulate, block_rows};
+    block_rows += (w.rows + 63) / 64;
+    slot_bytes = std::max(slot_bytes, w.slot_bytes);
+  }
+  a.group = p.count;
+  // May drain to grow scratch: nothing of p is recorded yet, and p is no longer pending.
+  tiled_split(slot_bytes, t0.tiles_c, block_rows, p.count > 1 ? block_rows * 64 : t0.rows, p.n, a);
+  // The elementwise op first (it came first), fused when its output is this x.
+  const bool fuse_elem = p.elem != PendingElem::none && p.elem_out == p.x && ld <= kFusedConvertMaxLd &&
+                         (p.elem == PendingElem::rmsnorm ? p.rms.n == p.n && p.rms.width == w0.cols
+                                                         : p.swi.count == int64_t(p.n) * w0.cols);
+  record_elem(p, fuse_elem ? ld : 0);
+  a.t = t0;
+  a.y = a.members[0].y;
+  a.accumulate = a.members[0].accumulate;
+  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, true);
+  a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+  a.ld = ld;
+  a.n = p.n;
+  st_->queue->begin_op(0);
+  record(run<TiledMmaArgs, launch_tiled_mma>, a);
+}
+
+}  // namespace sbits::kernels::cuda
