@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "engine/model.h"
@@ -22,6 +23,7 @@
 #include "quantizer/grad_stats.h"
 #include "quantizer/quantize_internal.h"
 #include "quantizer/reorder.h"
+#include "quantizer/stats_cache.h"
 #include "quantizer/tiled_tensor.h"
 
 namespace sbits::quantizer::detail {
@@ -76,11 +78,13 @@ CalibrationStats run_calibration(Context& cx, const std::string& text, int block
 }
 
 // Step 2: sensitivities in the original order, and the permutations they imply.
-void plan_sensitivity(Context& cx) {
+// With `cached`, cx.sens already holds the sensitivities (--cache) and only the permutations
+// are planned.
+void plan_sensitivity(Context& cx, bool cached) {
   const ModelConfig c = ModelConfig::from_metadata(cx.in.metadata());
   ReorderPlanner planner(int(c.dim), int(c.ffn_dim), int(c.n_layers));
   std::map<std::string, TensorSensitivity> grad;
-  if (cx.opt.sensitivity == "grad") {
+  if (!cached && cx.opt.sensitivity == "grad") {
     GradStatsOptions go;
     go.threads = cx.opt.threads;
     go.progress = [&](size_t d, size_t n) {
@@ -95,14 +99,14 @@ void plan_sensitivity(Context& cx) {
     if (!quantizable(t)) continue;
     const std::vector<float> w = to_f32(cx.in, t);
     const auto rows = int64_t(t.shape[0]), cols = int64_t(t.shape[1]);
-    TensorSensitivity s;
-    if (auto it = grad.find(t.name); it != grad.end()) {
-      s = std::move(it->second);
-    } else {
-      s = proxy_sensitivity(t.name, w.data(), rows, cols, cx.stats);
+    if (!cached) {
+      auto it = grad.find(t.name);
+      cx.sens[t.name] = it != grad.end() ? std::move(it->second)
+                                         : proxy_sensitivity(t.name, w.data(), rows, cols, cx.stats);
     }
-    planner.add(t.name, w.data(), rows, cols, s);
-    cx.sens[t.name] = std::move(s);
+    const auto sit = cx.sens.find(t.name);
+    if (sit == cx.sens.end()) throw QuantizerError("--cache: the cached statistics have no tensor " + t.name);
+    planner.add(t.name, w.data(), rows, cols, sit->second);
     if (cx.progress) cx.progress("sensitivity", done, cx.in.tensors().size(), cx.seconds());
   }
   const bool reorder = cx.opt.reorder && cx.opt.method != "uniform";
@@ -274,10 +278,25 @@ QuantizeReport quantize_mixed(const SbitsFile& in, const std::string& out_path, 
   const bool reorder = opt.reorder && opt.method != "uniform";
   // Without reordering the first pass can collect gptq's blocks directly.
   const int block = cx.gptq() && !reorder ? int(opt.params.tile_cols) : 0;
-  cx.stats = run_calibration(cx, text, block, nullptr, "calibration");
+  const uint64_t key = stats_cache_key(in, ms.calib_hash, opt.calib_tokens, opt.calib_seq, opt.sensitivity);
+  const std::string cache_path = opt.cache_dir.empty() ? "" : stats_cache_path(opt.cache_dir, key);
+  std::optional<CachedStats> cached = cache_path.empty() || block ? std::nullopt : load_stats_cache(cache_path, key);
+  if (cached) {
+    cx.stats = std::move(cached->stats);
+    cx.sens = std::move(cached->sens);
+    if (progress) progress("statistics from --cache", 1, 1, cx.seconds());
+  } else {
+    cx.stats = run_calibration(cx, text, block, nullptr, "calibration");
+  }
   ms.calib_loss = cx.stats.loss;
   ms.calib_tokens = cx.stats.tokens;
-  plan_sensitivity(cx);
+  plan_sensitivity(cx, cached.has_value());
+  if (!cached && !cache_path.empty()) {
+    CachedStats c{cx.stats, cx.sens};
+    for (auto& layer : c.stats.layers)
+      for (InputMoments& m : layer) m.blocks.clear();
+    save_stats_cache(cache_path, key, c);
+  }
   ms.reordered = !cx.perm.empty();
   if (cx.gptq()) cx.blocks = block ? std::move(cx.stats) : run_calibration(cx, text, int(opt.params.tile_cols), &cx.perm,
                                                                            "calibration (XtX blocks)");

@@ -72,7 +72,8 @@ struct QuantizeOptions {
   std::string calib_path;
   size_t calib_tokens = 16384;
   int calib_seq = 512;
-  std::string sensitivity = "proxy";  // proxy | grad
+  std::string sensitivity = "grad";   // grad | proxy (docs/SENSITIVITY.md: grad predicts better)
+  std::string cache_dir;              // --cache: reuse calibration statistics across runs
   bool reorder = true;                // fold channel permutations in (greedy and layerwise)
   AllocMethod alloc = AllocMethod::greedy;
 };

@@ -20,7 +20,8 @@ const char* kUsage =
     "usage: sbits-quantize IN -o OUT.sbits (--bpw B | --size BYTES) [--calib FILE]\n"
     "                      [--method greedy|layerwise|uniform] [--sensitivity proxy|grad]\n"
     "                      [--quantizer rtn|mse|gptq] [--no-reorder] [--keep NAME=BITS]...\n"
-    "                      [--calib-tokens N] [--alloc greedy|lagrange] [--threads N]\n"
+    "                      [--calib-tokens N] [--alloc greedy|lagrange] [--cache DIR]\n"
+    "                      [--threads N]\n"
     "                      [--tile RxC] [--group G] [--report REPORT.html]\n"
     "  Quantizes every 2-D weight of a float model (token embedding and classifier included)\n"
     "  into the tiled layout (formats/SBITS.md \"Layout 16\"): one bitwidth of 2, 3, 4, 5, 6, 8\n"
@@ -35,8 +36,11 @@ const char* kUsage =
     "  --method M         greedy: one bitwidth per tile by predicted loss gain per byte (the\n"
     "                     default with --calib); layerwise: one per matrix; uniform: one for all\n"
     "                     (the default without --calib)\n"
-    "  --sensitivity S    proxy: activation-weighted relative output error (default);\n"
-    "                     grad: gradient (Fisher) weighted, from a backward pass\n"
+    "  --sensitivity S    grad: loss increase from a diagonal Fisher of a backward pass over\n"
+    "                     the calibration windows (default); proxy: activation-weighted relative\n"
+    "                     output error (no backward pass, worse allocations)\n"
+    "  --cache DIR        keep the calibration statistics and sensitivities in DIR and reuse\n"
+    "                     them for the same model, text and settings (several budgets, one pass)\n"
     "  --no-reorder       do not permute channels (by default sensitive channels are clustered\n"
     "                     into the same tiles with permutations folded into the weights)\n"
     "  --quantizer Q      per-tile quantizer: rtn, mse (clipping search; default) or gptq\n"
@@ -190,6 +194,8 @@ int main(int argc, char** argv) {
         opt.calib_tokens = sbits::cli::parse_in_range<size_t>(a, args.value(a), 1, size_t(1) << 30);
       } else if (a == "--sensitivity") {
         opt.sensitivity = args.value(a);
+      } else if (a == "--cache") {
+        opt.cache_dir = args.value(a);
       } else if (a == "--no-reorder") {
         opt.reorder = false;
       } else if (a == "--alloc") {

@@ -158,6 +158,26 @@ TEST_CASE("channel reordering folds into the weights: same logits, different ten
   for (size_t i = 0; i < lo.size(); ++i) CHECK(std::fabs(lo[i] - lq[i]) <= 0.02 * max_abs);  // f32 -> f16 tiles
 }
 
+TEST_CASE("--cache reuses the statistics: identical output; a damaged cache is ignored") {
+  const std::string dir = test::temp_dir() + "/stats-cache";
+  std::filesystem::remove_all(dir);
+  const std::string a = test::temp_dir() + "/cache-a.sbits", b = test::temp_dir() + "/cache-b.sbits",
+                    c = test::temp_dir() + "/cache-c.sbits";
+  quantize(a, "--bpw 3.5 --cache " + dir);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  REQUIRE(files.size() == 1);
+  quantize(b, "--bpw 3.5 --cache " + dir);
+  CHECK(slurp(a) == slurp(b));
+  {  // flip one byte in the middle: the checksum must reject the file
+    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(std::filesystem::file_size(files[0]) / 2));
+    f.put('\x5a');
+  }
+  quantize(c, "--bpw 3.5 --cache " + dir);
+  CHECK(slurp(a) == slurp(c));
+}
+
 TEST_CASE("a budget below the layout's floor is refused with the floor") {
   std::string o, e;
   const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories() + " -o " + test::temp_dir() +
