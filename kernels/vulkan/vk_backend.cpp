@@ -171,6 +171,7 @@ VulkanStats VulkanBackend::stats() const {
   VulkanStats s;
   s.ops = st_->stream.ops;
   s.submits = st_->stream.submits;
+  s.replays = st_->stream.replays;
   s.validation_errors = st_->ctx.validation_errors;
   s.validation = st_->ctx.validation;
   s.subgroup_reductions = st_->ctx.subgroup_arith;

@@ -317,6 +317,7 @@ void DeviceBuffer::release() {
     if (mapped) vkUnmapMemory(ctx_->device, memory_);
     vkFreeMemory(ctx_->device, memory_, nullptr);
     ctx_->live_bytes -= alloc_bytes_;
+    ctx_->buffers_destroyed++;
   }
   buffer = VK_NULL_HANDLE;
   memory_ = VK_NULL_HANDLE;

@@ -38,6 +38,9 @@ class Context {
   bool validation = false;
   std::atomic<uint64_t> validation_errors{0};
   std::atomic<uint64_t> live_bytes{0};
+  // Incremented whenever a buffer is destroyed: a recorded command buffer that might name a
+  // destroyed buffer (whose handle the driver may hand out again) must not be replayed.
+  std::atomic<uint64_t> buffers_destroyed{0};
 
   // A memory type with all of `want` among `type_bits`, or -1.
   int find_memory(uint32_t type_bits, VkMemoryPropertyFlags want) const;

@@ -1,30 +1,47 @@
-// Command recording and submission; see vk_stream.h.
+// Command recording, submission and replay; see vk_stream.h.
 #include "kernels/vulkan/vk_stream.h"
 
+#include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <string_view>
 
 namespace sbits::kernels::vk {
+
+bool Stream::Op::operator==(const Op& o) const {
+  if (kind != o.kind || pipeline != o.pipeline || n_bindings != o.n_bindings || push_bytes != o.push_bytes ||
+      src != o.src || dst != o.dst || src_off != o.src_off || dst_off != o.dst_off || bytes != o.bytes ||
+      grid[0] != o.grid[0] || grid[1] != o.grid[1] || grid[2] != o.grid[2])
+    return false;
+  for (uint32_t i = 0; i < n_bindings; ++i)
+    if (bindings[i].buffer != o.bindings[i].buffer || bindings[i].offset != o.bindings[i].offset ||
+        bindings[i].range != o.bindings[i].range)
+      return false;
+  return std::memcmp(push.data(), o.push.data(), push_bytes) == 0;
+}
 
 Stream::Stream(Context& ctx) : ctx_(ctx) {
   VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pi.queueFamilyIndex = ctx.queue_family;
-  VK_CHECK(vkCreateCommandPool(ctx.device, &pi, nullptr, &pool_));
-  VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  ai.commandPool = pool_;
-  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  ai.commandBufferCount = 1;
-  VK_CHECK(vkAllocateCommandBuffers(ctx.device, &ai, &cmd_));
+  VK_CHECK(vkCreateCommandPool(ctx.device, &pi, nullptr, &cmd_pool_));
   VkFenceCreateInfo fi{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VK_CHECK(vkCreateFence(ctx.device, &fi, nullptr, &fence_));
-  VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxSets * kMaxBindings};
-  VkDescriptorPoolCreateInfo di{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-  di.maxSets = kMaxSets;
-  di.poolSizeCount = 1;
-  di.pPoolSizes = &size;
-  VK_CHECK(vkCreateDescriptorPool(ctx.device, &di, nullptr, &desc_pool_));
+  for (Slot& s : slots_) {
+    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    ai.commandPool = cmd_pool_;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    VK_CHECK(vkAllocateCommandBuffers(ctx.device, &ai, &s.cmd));
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxSets * kMaxBindings};
+    VkDescriptorPoolCreateInfo di{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+    di.maxSets = kMaxSets;
+    di.poolSizeCount = 1;
+    di.pPoolSizes = &size;
+    VK_CHECK(vkCreateDescriptorPool(ctx.device, &di, nullptr, &s.pool));
+  }
   ring_ = DeviceBuffer(ctx, kRingBytes, true, "argument ring");
+  const char* e = std::getenv("SBITS_VULKAN_REPLAY");
+  replay_enabled_ = !(e && std::string_view(e) == "0");
 }
 
 Stream::~Stream() {
@@ -33,31 +50,79 @@ Stream::~Stream() {
   } catch (...) {  // a destructor cannot report; the device is idle or lost either way
   }
   vkDeviceWaitIdle(ctx_.device);
-  vkDestroyDescriptorPool(ctx_.device, desc_pool_, nullptr);
+  for (Slot& s : slots_) vkDestroyDescriptorPool(ctx_.device, s.pool, nullptr);
   vkDestroyFence(ctx_.device, fence_, nullptr);
-  vkDestroyCommandPool(ctx_.device, pool_, nullptr);
+  vkDestroyCommandPool(ctx_.device, cmd_pool_, nullptr);
 }
 
-void Stream::begin() {
-  if (recording_) return;
-  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  VK_CHECK(vkBeginCommandBuffer(cmd_, &bi));
+void Stream::reset_slot(Slot& s) {
+  VK_CHECK(vkResetCommandBuffer(s.cmd, 0));
+  VK_CHECK(vkResetDescriptorPool(ctx_.device, s.pool, 0));
+}
+
+void Stream::start_recording() {
+  Slot& s = slots_[rec_];
+  reset_slot(s);
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};  // not one-time: it may be replayed
+  VK_CHECK(vkBeginCommandBuffer(s.cmd, &bi));
   recording_ = true;
   first_op_ = true;
+  for (const Op& op : ops_) record(op);
 }
 
-void Stream::barrier() {
-  if (first_op_) {  // the submission itself orders us after earlier submissions and host writes
-    first_op_ = false;
+void Stream::record(const Op& op) {
+  VkCommandBuffer cmd = slots_[rec_].cmd;
+  if (!first_op_) {  // the submission itself orders the first op after earlier work and host writes
+    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                       VK_ACCESS_TRANSFER_WRITE_BIT;
+    const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(cmd, st, st, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  }
+  first_op_ = false;
+  if (op.kind == Kind::copy) {
+    VkBufferCopy c{op.src_off, op.dst_off, op.bytes};
+    vkCmdCopyBuffer(cmd, op.src, op.dst, 1, &c);
     return;
   }
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                     VK_ACCESS_TRANSFER_WRITE_BIT;
-  const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  vkCmdPipelineBarrier(cmd_, st, st, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  if (op.kind == Kind::zero) {
+    vkCmdFillBuffer(cmd, op.dst, op.dst_off, op.bytes, 0);  // offset and size are multiples of 4
+    return;
+  }
+  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+  ai.descriptorPool = slots_[rec_].pool;
+  ai.descriptorSetCount = 1;
+  ai.pSetLayouts = &op.pipeline->set_layout;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  VK_CHECK(vkAllocateDescriptorSets(ctx_.device, &ai, &set));
+  VkDescriptorBufferInfo infos[kMaxBindings];
+  VkWriteDescriptorSet writes[kMaxBindings];
+  for (uint32_t i = 0; i < op.n_bindings; ++i) {
+    infos[i] = {op.bindings[i].buffer, op.bindings[i].offset, op.bindings[i].range};
+    writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[i].dstSet = set;
+    writes[i].dstBinding = i;
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+  }
+  vkUpdateDescriptorSets(ctx_.device, op.n_bindings, writes, 0, nullptr);
+  vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op.pipeline->pipeline);
+  vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, op.pipeline->layout, 0, 1, &set, 0, nullptr);
+  if (op.push_bytes)
+    vkCmdPushConstants(cmd, op.pipeline->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, op.push_bytes, op.push.data());
+  vkCmdDispatch(cmd, op.grid[0], op.grid[1], op.grid[2]);
+}
+
+void Stream::add(const Op& op) {
+  const size_t k = ops_.size();
+  ops_.push_back(op);
+  ++ops;
+  if (recording_) return record(op);
+  if (replay_enabled_ && k < last_ops_.size() && last_ops_[k] == op && ctx_.buffers_destroyed == last_destroyed_)
+    return;  // still following the last submission: nothing to record
+  start_recording();  // records ops_, this op included
 }
 
 void Stream::reserve(size_t ring_bytes, uint32_t sets, const char* op) {
@@ -65,8 +130,7 @@ void Stream::reserve(size_t ring_bytes, uint32_t sets, const char* op) {
   if (need > kRingBytes || sets > kMaxSets)
     fail(op, "one call needs ", ring_bytes, " bytes of staged arguments and ", sets,
          " dispatches; the backend stages at most ", kRingBytes, " bytes and ", kMaxSets);
-  if (ring_used_ + need > kRingBytes || sets_used_ + sets > kMaxSets) flush();
-  begin();
+  if (ring_used_ + need > kRingBytes || ops_.size() + sets > kMaxSets) flush();
 }
 
 BufRef Stream::stage(const void* data, size_t bytes) {
@@ -80,81 +144,89 @@ BufRef Stream::stage(const void* data, size_t bytes) {
 
 void Stream::dispatch(const Pipeline& p, std::initializer_list<BufRef> bindings, const void* push,
                       size_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
-  if (bindings.size() != p.n_bindings) fail("dispatch", "pipeline takes ", p.n_bindings, " buffers, got ", bindings.size());
+  if (bindings.size() != p.n_bindings || bindings.size() > kMaxBindings)
+    fail("dispatch", "pipeline takes ", p.n_bindings, " buffers, got ", bindings.size());
+  if (push_bytes > 128 || push_bytes % 4) fail("dispatch", "push constants of ", push_bytes, " bytes");
   if (gx == 0 || gy == 0 || gz == 0) return;
-  const uint32_t max_g = ctx_.props.limits.maxComputeWorkGroupCount[0];
-  if (gx > max_g || gy > ctx_.props.limits.maxComputeWorkGroupCount[1])
-    fail("dispatch", "grid ", gx, " x ", gy, " exceeds the device's ", max_g, " workgroups per dimension");
-  begin();
-  if (sets_used_ >= kMaxSets) fail("dispatch", "descriptor pool exhausted (reserve() was not called)");
-  VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-  ai.descriptorPool = desc_pool_;
-  ai.descriptorSetCount = 1;
-  ai.pSetLayouts = &p.set_layout;
-  VkDescriptorSet set = VK_NULL_HANDLE;
-  VK_CHECK(vkAllocateDescriptorSets(ctx_.device, &ai, &set));
-  ++sets_used_;
-  VkDescriptorBufferInfo infos[kMaxBindings];
-  VkWriteDescriptorSet writes[kMaxBindings];
+  const auto& lim = ctx_.props.limits.maxComputeWorkGroupCount;
+  if (gx > lim[0] || gy > lim[1] || gz > lim[2])
+    fail("dispatch", "grid ", gx, " x ", gy, " x ", gz, " exceeds the device's ", lim[0], " x ", lim[1], " x ", lim[2]);
+  if (ops_.size() >= kMaxSets) fail("dispatch", "descriptor pool exhausted (reserve() was not called)");
+  Op op;
+  op.kind = Kind::dispatch;
+  op.pipeline = &p;
+  op.n_bindings = uint32_t(bindings.size());
   uint32_t i = 0;
-  for (const BufRef& b : bindings) {
-    infos[i] = {b.buffer, b.offset, b.range};
-    writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
-    writes[i].dstSet = set;
-    writes[i].dstBinding = i;
-    writes[i].descriptorCount = 1;
-    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    writes[i].pBufferInfo = &infos[i];
-    ++i;
-  }
-  vkUpdateDescriptorSets(ctx_.device, i, writes, 0, nullptr);
-  barrier();
-  vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
-  vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
-  if (push_bytes) vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, uint32_t(push_bytes), push);
-  vkCmdDispatch(cmd_, gx, gy, gz);
-  ++ops;
+  for (const BufRef& b : bindings) op.bindings[i++] = b;
+  op.push_bytes = uint32_t(push_bytes);
+  if (push_bytes) std::memcpy(op.push.data(), push, push_bytes);
+  op.grid[0] = gx;
+  op.grid[1] = gy;
+  op.grid[2] = gz;
+  add(op);
 }
 
 void Stream::copy(VkBuffer src, VkDeviceSize src_off, VkBuffer dst, VkDeviceSize dst_off, VkDeviceSize bytes) {
   if (!bytes) return;
-  begin();
-  barrier();
-  VkBufferCopy c{src_off, dst_off, bytes};
-  vkCmdCopyBuffer(cmd_, src, dst, 1, &c);
-  ++ops;
+  Op op;
+  op.kind = Kind::copy;
+  op.src = src;
+  op.dst = dst;
+  op.src_off = src_off;
+  op.dst_off = dst_off;
+  op.bytes = bytes;
+  add(op);
 }
 
 void Stream::zero(VkBuffer dst, VkDeviceSize off, VkDeviceSize bytes) {
   if (!bytes) return;
-  begin();
-  barrier();
-  vkCmdFillBuffer(cmd_, dst, off, bytes, 0);  // off and bytes are multiples of 4
-  ++ops;
+  Op op;
+  op.kind = Kind::zero;
+  op.dst = dst;
+  op.dst_off = off;
+  op.bytes = bytes;
+  add(op);
 }
 
 void Stream::flush() {
-  if (!recording_) return;
-  // Make device writes visible to the host (reads of mapped staging memory after the wait).
-  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  if (ops_.empty()) return;
+  const bool replay = !recording_ && replay_enabled_ && ops_.size() == last_ops_.size() &&
+                      ctx_.buffers_destroyed == last_destroyed_;
+  if (!replay && !recording_) start_recording();  // a prefix of the last submission: record it now
+  VkCommandBuffer cmd = replay ? slots_[1 - rec_].cmd : slots_[rec_].cmd;
+  if (!replay) {
+    // Make device writes visible to the host (reads of mapped staging memory after the wait).
+    VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    VK_CHECK(vkEndCommandBuffer(cmd));
+  }
+  // Whatever happens below, this submission's ops are done with: the next one starts afresh.
   recording_ = false;
-  VK_CHECK(vkEndCommandBuffer(cmd_));
+  ring_used_ = 0;
+  std::vector<Op> done = std::move(ops_);
+  ops_.clear();
   VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   si.commandBufferCount = 1;
-  si.pCommandBuffers = &cmd_;
-  VK_CHECK(vkQueueSubmit(ctx_.queue, 1, &si, fence_));
+  si.pCommandBuffers = &cmd;
+  const VkResult sr = vkQueueSubmit(ctx_.queue, 1, &si, fence_);
+  if (sr != VK_SUCCESS) {
+    last_ops_.clear();
+    VK_CHECK(sr);
+  }
   ++submits;
   const VkResult r = vkWaitForFences(ctx_.device, 1, &fence_, VK_TRUE, UINT64_MAX);
-  // Reset state before reporting, so that the stream stays usable (or at least consistent).
   vkResetFences(ctx_.device, 1, &fence_);
-  vkResetCommandBuffer(cmd_, 0);
-  vkResetDescriptorPool(ctx_.device, desc_pool_, 0);
-  ring_used_ = 0;
-  sets_used_ = 0;
+  if (replay) {
+    ++replays;
+  } else {  // the recorded slot becomes the one to replay; the other is recorded next
+    last_ops_ = std::move(done);
+    last_destroyed_ = ctx_.buffers_destroyed;
+    rec_ = 1 - rec_;
+  }
+  if (r != VK_SUCCESS) last_ops_.clear();
   VK_CHECK(r);
 }
 

@@ -1,14 +1,24 @@
-// Recording ops into one command buffer and submitting it.
+// Recording ops into a command buffer, submitting it, and replaying it when a step repeats.
 //
-// Every op becomes one dispatch (or copy) in the current command buffer, preceded by a global
-// memory barrier: ops run in order, as the interface promises, and the barrier is cheap next
-// to the memory-bound kernels. Host arguments go into a host-visible ring that lives until the
-// submission completes; descriptor sets come from a pool reset at each submission. When the
-// ring or the pool would overflow, what was recorded is submitted first (transparently).
+// Every op becomes one dispatch (or copy) preceded by a global memory barrier: ops run in
+// order, as the interface promises, and the barrier is cheap next to the memory-bound kernels.
+// Host arguments go into a host-visible ring that is reset at each submission, so a repeated
+// sequence of ops stages its arguments at the same ring offsets.
+//
+// Replay: the ops of a submission are kept as records (pipeline, buffers, push constants,
+// grid). While the ops of the next submission equal the previous one's, one by one, nothing is
+// recorded: only their arguments are staged. If the whole sequence matches, the previous
+// command buffer is submitted again (a decode step: same ops on the same buffers, only the
+// staged token ids and positions differ). At the first difference the records seen so far are
+// recorded into the other command buffer and recording goes on from there. Two command
+// buffers, each with its own descriptor pool, alternate. Replay is off when a buffer was
+// destroyed since (its handle could be reused) and with SBITS_VULKAN_REPLAY=0.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
 
 #include "kernels/vulkan/vk_device.h"
 
@@ -38,30 +48,51 @@ class Stream {
                 uint32_t gx, uint32_t gy = 1, uint32_t gz = 1);
   void copy(VkBuffer src, VkDeviceSize src_off, VkBuffer dst, VkDeviceSize dst_off, VkDeviceSize bytes);
   void zero(VkBuffer dst, VkDeviceSize off, VkDeviceSize bytes);
-  // Submits what was recorded and waits for it; nothing happens when nothing was recorded.
+  // Submits what was recorded (or replays) and waits; nothing happens when there are no ops.
   void flush();
-  bool pending() const { return recording_; }
 
-  size_t ring_capacity() const { return kRingBytes; }
-  uint64_t ops = 0, submits = 0;
+  uint64_t ops = 0, submits = 0, replays = 0;
 
  private:
   static constexpr size_t kRingBytes = size_t(32) << 20;
   static constexpr uint32_t kMaxSets = 1024;
   static constexpr uint32_t kMaxBindings = 8;
-  void begin();
-  void barrier();
+
+  enum class Kind : uint32_t { dispatch, copy, zero };
+  struct Op {
+    Kind kind = Kind::dispatch;
+    const Pipeline* pipeline = nullptr;
+    uint32_t n_bindings = 0, push_bytes = 0;
+    std::array<BufRef, kMaxBindings> bindings{};
+    std::array<uint32_t, 32> push{};
+    uint32_t grid[3] = {0, 0, 0};
+    VkBuffer src = VK_NULL_HANDLE, dst = VK_NULL_HANDLE;
+    VkDeviceSize src_off = 0, dst_off = 0, bytes = 0;
+    bool operator==(const Op& o) const;
+  };
+  struct Slot {  // a command buffer with the descriptor sets it uses
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkDescriptorPool pool = VK_NULL_HANDLE;
+  };
+
+  void add(const Op& op);
+  void start_recording();     // into slots_[rec_], re-recording ops_ so far
+  void record(const Op& op);  // into the recording command buffer
+  void reset_slot(Slot& s);
 
   Context& ctx_;
-  VkCommandPool pool_ = VK_NULL_HANDLE;
-  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+  VkCommandPool cmd_pool_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
-  VkDescriptorPool desc_pool_ = VK_NULL_HANDLE;
+  Slot slots_[2];
+  int rec_ = 0;               // the slot being recorded (the other holds the last submission)
+  bool recording_ = false;    // slots_[rec_] has begun
+  bool first_op_ = true;      // no barrier before the first op of a submission
+  std::vector<Op> ops_;       // this submission's ops
+  std::vector<Op> last_ops_;  // the ops of slots_[1 - rec_], when it may be replayed
+  uint64_t last_destroyed_ = 0;
+  bool replay_enabled_ = true;
   DeviceBuffer ring_;
   size_t ring_used_ = 0;
-  uint32_t sets_used_ = 0;
-  bool recording_ = false;
-  bool first_op_ = true;
 };
 
 }  // namespace sbits::kernels::vk

@@ -9,7 +9,9 @@
 // Execution: ops are recorded into one command buffer when called; host arguments (token ids,
 // row positions, rotary angles, small writes) are copied at once into a host-visible ring, so
 // the caller's arrays may change after the call. read(), synchronize() and top_k() submit what
-// was recorded and wait for it. A decode step is therefore one submission.
+// was recorded and wait for it. A decode step is therefore one submission; when a step repeats
+// the previous one's ops on the same buffers (only the staged values differ), its command
+// buffer is replayed instead of recorded again (SBITS_VULKAN_REPLAY=0 turns that off).
 //
 // Threading: one Backend may be called from several threads; its ops are serialized.
 //
@@ -56,6 +58,7 @@ std::unique_ptr<Backend> make_vulkan_backend(int device = 0);
 struct VulkanStats {
   uint64_t ops = 0;                // dispatches and copies recorded
   uint64_t submits = 0;            // command buffers submitted
+  uint64_t replays = 0;            // submissions that replayed the previous command buffer
   uint64_t validation_errors = 0;  // messages of severity error from the validation layer
   bool validation = false;         // the validation layer is enabled
   bool subgroup_reductions = false;  // the shaders reduce with subgroup arithmetic

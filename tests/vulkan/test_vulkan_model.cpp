@@ -2,7 +2,8 @@
 // prints llama2.c's golden greedy text through `sbits-run --backend vulkan`; its logits follow
 // the CPU backend's through prefill (a chunk of more than 8 rows: the GEMM path) and 20 decode
 // steps (f32 weights, sums in another order: 1e-3 absolute on logits of magnitude ~10 with an
-// f32 KV cache, 5e-3 with an f16 one; see the test). tech-llama-58m quantized to 4-bit tiles
+// f32 KV cache, 5e-3 with an f16 one; see the test), the decode steps replaying the previous
+// step's command buffer. tech-llama-58m quantized to 4-bit tiles
 // (fixture vulkan_quantize_model) gives the CPU's greedy tokens on two reference prompts, one
 // short (the tiled matvec) and one of 10 tokens (the prefill GEMM over dequantized tiles).
 #include <doctest/doctest.h>
@@ -68,6 +69,8 @@ TEST_CASE("stories260K: Vulkan logits follow the CPU's through prefill and decod
       CHECK(max_abs_diff_span(lg, lc) <= tol);
     }
   }
+  // Decode steps repeat the same ops on the same buffers: after the first, they are replayed.
+  CHECK(vulkan_stats(*vk_be).replays >= 30);
   check_clean(*vk_be);
 }
 

@@ -176,3 +176,30 @@ TEST_CASE("vulkan: top_k equals the host selection, ties to the lower index") {
 }
 
 }  // namespace sbits::kernels::test
+
+namespace sbits::kernels::test {
+
+TEST_CASE("vulkan: a repeated step is replayed with the new staged values, and equals the CPU") {
+  auto cpu = make_cpu_backend(1);
+  auto vk = make_vk();
+  std::mt19937_64 rng(9);
+  TestWeight table = make_weight(WeightType::f16, 40, 16, rng);
+  auto tc = cpu->upload(table.host), tg = vk->upload(table.host);
+  auto xc = cpu->alloc(2 * 16), xg = vk->alloc(2 * 16);
+  const uint64_t replays0 = vulkan_stats(*vk).replays;
+  for (int step = 0; step < 6; ++step) {  // a decode loop: same ops, new ids and positions
+    const int32_t ids[2] = {int32_t(rng() % 40), int32_t(rng() % 40)};
+    const RowInfo rows[2] = {{0, step * 7}, {1, step * 3 + 1}};
+    for (Backend* be : {cpu.get(), vk.get()}) {
+      Buffer& x = be == cpu.get() ? *xc : *xg;
+      be->embed(be == cpu.get() ? *tc : *tg, ids, 2, x);
+      be->rope(x, 2, 2, 8, rows, 10000.0f, RopeStyle::neox);
+    }
+    INFO("step ", step);
+    CHECK(scaled_diff(read_all(*vk, *xg), read_all(*cpu, *xc)) <= 1e-6);
+  }
+  CHECK(vulkan_stats(*vk).replays - replays0 >= 4);
+  check_clean(*vk);
+}
+
+}  // namespace sbits::kernels::test
