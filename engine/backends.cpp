@@ -45,6 +45,21 @@ bool vulkan_gpu_present() {
 
 }  // namespace
 
+std::vector<std::string> list_devices() {
+  std::vector<std::string> out;
+#if defined(SBITS_HAVE_CUDA)
+  for (int i = 0, n = kernels::cuda_device_count(); i < n; ++i) out.push_back(fmt::format("cuda {}", i));
+#endif
+#if defined(SBITS_HAVE_VULKAN)
+  for (const auto& d : kernels::vulkan_devices())
+    out.push_back(fmt::format("vulkan {}: {} ({}, {}, Vulkan {}.{}, {:.0f} GiB)", d.index, d.name, d.type, d.driver,
+                              d.api_version >> 22, (d.api_version >> 12) & 0x3ff,
+                              double(d.device_local_bytes) / double(1ull << 30)));
+#endif
+  out.push_back("cpu");
+  return out;
+}
+
 std::unique_ptr<kernels::Backend> make_backend(const std::string& name, const BackendOptions& options) {
 #if defined(SBITS_HAVE_CUDA)
   // "auto" takes the GPU when this machine has one; a GPU that exists but cannot be opened is an
