@@ -222,6 +222,7 @@ Context::Context(int device_index) {
     di.pQueueCreateInfos = &qi;
     VK_CHECK(vkCreateDevice(phys, &di, nullptr, &device));
     vkGetDeviceQueue(device, queue_family, 0, &queue);
+    pool = std::make_unique<MemoryPool>(*this);
   } catch (...) {
     destroy();
     throw;
@@ -231,6 +232,7 @@ Context::Context(int device_index) {
 Context::~Context() { destroy(); }
 
 void Context::destroy() {
+  pool.reset();  // its blocks before the device
   if (device) vkDestroyDevice(device, nullptr);
   device = VK_NULL_HANDLE;
   if (messenger_) {
@@ -278,6 +280,18 @@ DeviceBuffer::DeviceBuffer(Context& ctx, size_t bytes_, bool host_visible, const
     fail(op, "no ", host_visible ? "host-visible coherent" : "device", " memory type for a buffer of ", bytes_,
          " bytes");
   }
+  if (!host_visible && req.size <= MemoryPool::kMaxPooled) {
+    try {
+      range_ = ctx.pool->allocate(uint32_t(type), req.size, req.alignment, op);
+    } catch (...) {
+      vkDestroyBuffer(ctx.device, buffer, nullptr);
+      buffer = VK_NULL_HANDLE;
+      throw;
+    }
+    VK_CHECK(vkBindBufferMemory(ctx.device, buffer, range_.memory, range_.offset));
+    ctx.live_bytes += alloc_bytes_;
+    return;
+  }
   VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   ai.allocationSize = req.size;
   ai.memoryTypeIndex = uint32_t(type);
@@ -299,6 +313,8 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
     ctx_ = o.ctx_;
     buffer = o.buffer;
     memory_ = o.memory_;
+    range_ = o.range_;
+    o.range_ = MemoryPool::Range{};
     bytes = o.bytes;
     alloc_bytes_ = o.alloc_bytes_;
     mapped = o.mapped;
@@ -313,15 +329,87 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 void DeviceBuffer::release() {
   if (!ctx_) return;
   if (buffer) vkDestroyBuffer(ctx_->device, buffer, nullptr);
-  if (memory_) {
-    if (mapped) vkUnmapMemory(ctx_->device, memory_);
-    vkFreeMemory(ctx_->device, memory_, nullptr);
+  if (memory_ || range_.memory) {
+    if (memory_) {
+      if (mapped) vkUnmapMemory(ctx_->device, memory_);
+      vkFreeMemory(ctx_->device, memory_, nullptr);
+    } else {
+      ctx_->pool->release(range_);
+    }
     ctx_->live_bytes -= alloc_bytes_;
     ctx_->buffers_destroyed++;
   }
   buffer = VK_NULL_HANDLE;
   memory_ = VK_NULL_HANDLE;
+  range_ = MemoryPool::Range{};
   mapped = nullptr;
+}
+
+MemoryPool::~MemoryPool() {
+  for (Block& b : blocks_) vkFreeMemory(ctx_.device, b.memory, nullptr);
+}
+
+bool MemoryPool::carve(Block& b, VkDeviceSize size, VkDeviceSize align, VkDeviceSize* offset) {
+  for (auto it = b.free.begin(); it != b.free.end(); ++it) {
+    const VkDeviceSize start = it->first, len = it->second;
+    const VkDeviceSize at = (start + align - 1) / align * align;
+    if (at + size > start + len) continue;
+    b.free.erase(it);
+    if (at > start) b.free.emplace(start, at - start);
+    if (at + size < start + len) b.free.emplace(at + size, start + len - (at + size));
+    *offset = at;
+    return true;
+  }
+  return false;
+}
+
+MemoryPool::Range MemoryPool::allocate(uint32_t type, VkDeviceSize size, VkDeviceSize align, const char* op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  align = std::max<VkDeviceSize>(align, 16);
+  Range r;
+  r.size = size;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (blocks_[i].type != type || !carve(blocks_[i], size, align, &r.offset)) continue;
+    r.memory = blocks_[i].memory;
+    r.block = int(i);
+    return r;
+  }
+  Block b;
+  b.type = type;
+  VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+  ai.allocationSize = kBlockBytes;
+  ai.memoryTypeIndex = type;
+  const VkResult res = vkAllocateMemory(ctx_.device, &ai, nullptr, &b.memory);
+  if (res != VK_SUCCESS)
+    fail(op, "allocating a ", kBlockBytes >> 20, " MiB block of device memory failed with ", vk_result_name(res),
+         " (", ctx_.live_bytes.load(), " bytes in use)");
+  b.free.emplace(0, kBlockBytes);
+  blocks_.push_back(std::move(b));
+  carve(blocks_.back(), size, align, &r.offset);  // size <= kMaxPooled < kBlockBytes: fits
+  r.memory = blocks_.back().memory;
+  r.block = int(blocks_.size() - 1);
+  return r;
+}
+
+void MemoryPool::release(const Range& r) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (r.block < 0 || size_t(r.block) >= blocks_.size()) return;
+  auto& free = blocks_[size_t(r.block)].free;
+  VkDeviceSize start = r.offset, len = r.size;
+  auto next = free.lower_bound(start);
+  if (next != free.end() && start + len == next->first) {  // merge with the range after
+    len += next->second;
+    next = free.erase(next);
+  }
+  if (next != free.begin()) {  // merge with the range before
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == start) {
+      start = prev->first;
+      len += prev->second;
+      free.erase(prev);
+    }
+  }
+  free.emplace(start, len);
 }
 
 DeviceBuffer::~DeviceBuffer() { release(); }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,39 @@
 #include "kernels/vulkan/vulkan_backend.h"
 
 namespace sbits::kernels::vk {
+
+class Context;
+
+// Device-local memory in large blocks handed out in aligned ranges (first fit, freed ranges
+// coalesced), so that a model's few hundred tensors and buffers take a handful of
+// vkAllocateMemory calls (drivers limit and slow down many small allocations). Blocks stay
+// until the device goes. Thread-safe: buffers may be released from any thread.
+class MemoryPool {
+ public:
+  static constexpr VkDeviceSize kBlockBytes = VkDeviceSize(256) << 20;
+  static constexpr VkDeviceSize kMaxPooled = VkDeviceSize(64) << 20;  // larger: own allocation
+  struct Range {
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    VkDeviceSize offset = 0, size = 0;
+    int block = -1;
+  };
+  explicit MemoryPool(Context& ctx) : ctx_(ctx) {}
+  ~MemoryPool();
+  // Throws KernelError (naming `op`) when the device is out of memory.
+  Range allocate(uint32_t type, VkDeviceSize size, VkDeviceSize align, const char* op);
+  void release(const Range& r);
+
+ private:
+  struct Block {
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    uint32_t type = 0;
+    std::map<VkDeviceSize, VkDeviceSize> free;  // offset -> length
+  };
+  bool carve(Block& b, VkDeviceSize size, VkDeviceSize align, VkDeviceSize* offset);
+  Context& ctx_;
+  std::mutex mutex_;
+  std::vector<Block> blocks_;
+};
 
 // One Vulkan device opened for compute: one queue, the properties the ops size themselves by.
 class Context {
@@ -45,6 +79,8 @@ class Context {
   // A memory type with all of `want` among `type_bits`, or -1.
   int find_memory(uint32_t type_bits, VkMemoryPropertyFlags want) const;
 
+  std::unique_ptr<MemoryPool> pool;  // device-local buffers
+
  private:
   void destroy();
   VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
@@ -67,7 +103,8 @@ class DeviceBuffer {
  private:
   void release();
   Context* ctx_ = nullptr;
-  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;  // own memory (host-visible or large buffers)
+  MemoryPool::Range range_;                 // or a range of the pool
   size_t alloc_bytes_ = 0;
 };
 
