@@ -10,7 +10,8 @@
 //
 // Bandwidth counts the bytes of the tiled tensor (codes, scales, tile table); the copy counts
 // bytes read plus bytes written. Prints a table and writes JSON to
-// bench/results/vulkan_matvec_<device>.json (or --out FILE).
+// bench/results/vulkan_matvec_<device>.json (bench/results of the working directory when it has
+// one, else of the source tree; or --out FILE).
 //
 // Options: --device N   Vulkan device (sbits-run --list-devices; default 0 = preferred)
 //          --quick      a smoke run (llvmpipe): one shape (4096x4096), one copy, 2 matvecs a round, 1 round
@@ -24,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -198,9 +200,11 @@ int main(int argc, char** argv) {
                         {"subgroup_reductions", st.subgroup_reductions},
                         {"copy_gbs", copy_gbs},
                         {"results", results}};
-    const std::string out = !o.out.empty() ? o.out
-                                           : std::string(SBITS_SOURCE_DIR) + "/bench/results/vulkan_matvec_" +
-                                                 file_safe(dev.name) + ".json";
+    // Default: bench/results/ of the repository we are run from (the device machine has a copy
+    // of the tree at another path), else of the source tree this was built from.
+    const std::string dir = std::filesystem::is_directory("bench/results") ? std::string("bench/results")
+                                                                            : std::string(SBITS_SOURCE_DIR) + "/bench/results";
+    const std::string out = !o.out.empty() ? o.out : dir + "/vulkan_matvec_" + file_safe(dev.name) + ".json";
     std::ofstream f(out);
     f << j.dump(2) << "\n";
     if (!f) throw std::runtime_error("cannot write " + out);
