@@ -128,6 +128,47 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// One configuration: seconds per matvec (median of rounds) and the JSON record.
+nlohmann::json run_case(Backend& be, const Options& o, int64_t rows, int64_t cols, int bits, double copy_gbs) {
+  const Tensor t = make_tensor(rows, cols, bits, uint32_t(rows * 31 + bits));
+  const size_t copies = o.quick ? 1 : std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
+  std::vector<std::unique_ptr<Weight>> ws;
+  for (size_t c = 0; c < copies; ++c) ws.push_back(be.upload(t.host));
+  auto x = be.alloc(size_t(cols)), y = be.alloc(size_t(rows));
+  std::vector<float> xv(size_t(cols), 0.01f);
+  be.write(*x, xv.data(), xv.size());
+  const int per_round = o.quick ? 2 : int(std::max<size_t>(copies, 64));
+  auto round = [&] {
+    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % copies], *x, 1, *y, false);
+    be.synchronize();
+  };
+  round();  // pipelines, first touch; later rounds replay its command buffer
+  std::vector<double> times;
+  for (int r = 0; r < o.rounds; ++r) {
+    const auto t0 = Clock::now();
+    round();
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / per_round);
+  }
+  const double s = median(times);
+  const double gbs = double(t.host.bytes) / s / 1e9;
+  const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+  std::printf("%-12s %4d %10.2f %10.1f %10.1f %7.1f%%\n", shape.c_str(), bits, double(t.host.bytes) / (1 << 20),
+              s * 1e6, gbs, 100.0 * gbs / copy_gbs);
+  std::fflush(stdout);
+  return {{"rows", rows},   {"cols", cols}, {"bits", bits}, {"bytes", t.host.bytes},
+          {"copies", copies}, {"us", s * 1e6}, {"gbs", gbs},  {"pct_of_copy", 100.0 * gbs / copy_gbs}};
+}
+
+// Default: bench/results/ of the repository we are run from (the device machine has a copy of
+// the tree at another path), else of the source tree this was built from.
+std::string output_path(const Options& o, const VulkanDeviceInfo& dev) {
+  if (!o.out.empty()) return o.out;
+  const std::string dir = std::filesystem::is_directory("bench/results")
+                              ? std::string("bench/results")
+                              : std::string(SBITS_SOURCE_DIR) + "/bench/results";
+  return dir + "/vulkan_matvec_" + file_safe(dev.name) + ".json";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,65 +187,31 @@ int main(int argc, char** argv) {
     const double copy_gbs = 2.0 * double(copy_bytes) / copy_s / 1e9;
     std::printf("copy: %.1f GB/s (read + write of %zu MiB)\n\n", copy_gbs, copy_bytes >> 20);
     std::printf("%-12s %4s %10s %10s %10s %8s\n", "shape", "bits", "MiB", "us", "GB/s", "% copy");
-
     nlohmann::json results = nlohmann::json::array();
     std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
     if (o.quick) shapes.resize(1);
-    for (auto [rows, cols] : shapes) {
-      for (int bits : {2, 3, 4, 8}) {
-        const Tensor t = make_tensor(rows, cols, bits, uint32_t(rows * 31 + bits));
-        const size_t copies =
-            o.quick ? 1 : std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
-        std::vector<std::unique_ptr<Weight>> ws;
-        for (size_t c = 0; c < copies; ++c) ws.push_back(be->upload(t.host));
-        auto x = be->alloc(size_t(cols)), y = be->alloc(size_t(rows));
-        std::vector<float> xv(size_t(cols), 0.01f);
-        be->write(*x, xv.data(), xv.size());
-        const int per_round = o.quick ? 2 : int(std::max<size_t>(copies, 64));
-        auto round = [&] {
-          for (int i = 0; i < per_round; ++i) be->matmul(*ws[size_t(i) % copies], *x, 1, *y, false);
-          be->synchronize();
-        };
-        round();  // pipelines, first touch
-        std::vector<double> times;
-        for (int r = 0; r < o.rounds; ++r) {
-          const auto t0 = Clock::now();
-          round();
-          times.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / per_round);
-        }
-        const double s = median(times);
-        const double gbs = double(t.host.bytes) / s / 1e9;
-        const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
-        std::printf("%-12s %4d %10.2f %10.1f %10.1f %7.1f%%\n", shape.c_str(), bits, double(t.host.bytes) / (1 << 20),
-                    s * 1e6, gbs, 100.0 * gbs / copy_gbs);
-        std::fflush(stdout);
-        results.push_back({{"rows", rows}, {"cols", cols}, {"bits", bits}, {"bytes", t.host.bytes},
-                           {"copies", copies}, {"us", s * 1e6}, {"gbs", gbs}, {"pct_of_copy", 100.0 * gbs / copy_gbs}});
-      }
-    }
+    for (auto [rows, cols] : shapes)
+      for (int bits : {2, 3, 4, 8}) results.push_back(run_case(*be, o, rows, cols, bits, copy_gbs));
     const VulkanStats st = vulkan_stats(*be);
-    const char* split = std::getenv("SBITS_VULKAN_MATVEC_ROWS");
+    const char* rw = std::getenv("SBITS_VULKAN_MATVEC_ROWS");
     const std::time_t now = std::time(nullptr);
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    nlohmann::json j = {{"benchmark", "vulkan_matvec"},
-                        {"device", dev.name},
-                        {"device_type", dev.type},
-                        {"driver", dev.driver},
-                        {"description", be->device_description()},
-                        {"date", when},
-                        {"n", 1},
-                        {"quick", o.quick},
-                        {"tile", "64x128, group 128"},
-                        {"matvec_rows_per_workgroup", split ? split : "default"},
-                        {"subgroup_reductions", st.subgroup_reductions},
-                        {"copy_gbs", copy_gbs},
-                        {"results", results}};
-    // Default: bench/results/ of the repository we are run from (the device machine has a copy
-    // of the tree at another path), else of the source tree this was built from.
-    const std::string dir = std::filesystem::is_directory("bench/results") ? std::string("bench/results")
-                                                                            : std::string(SBITS_SOURCE_DIR) + "/bench/results";
-    const std::string out = !o.out.empty() ? o.out : dir + "/vulkan_matvec_" + file_safe(dev.name) + ".json";
+    const nlohmann::json j = {{"benchmark", "vulkan_matvec"},
+                              {"device", dev.name},
+                              {"device_type", dev.type},
+                              {"driver", dev.driver},
+                              {"description", be->device_description()},
+                              {"date", when},
+                              {"n", 1},
+                              {"quick", o.quick},
+                              {"tile", "64x128, group 128"},
+                              {"matvec_rows_per_workgroup", rw ? rw : "default"},
+                              {"subgroup_reductions", st.subgroup_reductions},
+                              {"replays", st.replays},
+                              {"copy_gbs", copy_gbs},
+                              {"results", results}};
+    const std::string out = output_path(o, dev);
     std::ofstream f(out);
     f << j.dump(2) << "\n";
     if (!f) throw std::runtime_error("cannot write " + out);
