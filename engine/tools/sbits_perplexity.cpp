@@ -24,6 +24,7 @@ const char* kUsage = R"(usage: sbits-perplexity MODEL.sbits -f TEXT [options]
       --protocol P          docs (default; ../shared/data/README.md) or llamacpp
       --max-tokens N        stop after N scored tokens (default: all)
       --kv-type f16|f32     KV cache element type (default f16)
+      --batch N             rows per forward call (default 64; GPUs prefer the window length)
       --threads N           CPU threads (default: all cores)
       --backend NAME        cpu, cuda, vulkan or auto (default auto)
       --json                print one JSON object {ppl, ppl_error, nll, tokens, ...} on stdout
@@ -47,6 +48,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "-f" || a == "--file") o.file = args.value(a);
     else if (a == "--ctx") o.ppl.ctx = cli::parse_in_range<int>(a, args.value(a), 2, 1 << 20);
     else if (a == "--max-tokens") o.ppl.max_tokens = cli::parse_number<size_t>(a, args.value(a));
+    else if (a == "--batch") o.ppl.batch_rows = cli::parse_in_range<int>(a, args.value(a), 1, 1 << 16);
     else if (a == "--threads") o.threads = cli::parse_in_range<int>(a, args.value(a), 1, 1024);
     else if (a == "--backend") o.backend = args.value(a);
     else if (a == "--json") o.json = true;
