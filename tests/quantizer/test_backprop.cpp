@@ -1,17 +1,20 @@
 // quantizer/backprop: the forward pass against the engine's CPU forward (stories260K and tiny
 // random models with both RoPE conventions, GQA, tied and untied classifiers), and every kind
-// of activation gradient against central finite differences of the loss. Also grad_stats on
-// stories260K (shapes, positivity, the scale of the prediction).
+// of activation gradient against central finite differences of the loss; sampled targets;
+// bp::matmul_dw against a reference; grad_stats on stories260K (shapes, positivity).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "engine/backends.h"
 #include "engine/forward.h"
+#include "formats/dtype_convert.h"
 #include "formats/import.h"
 #include "quantizer/backprop.h"
+#include "quantizer/backprop_ops.h"
 #include "quantizer/grad_stats.h"
 #include "tests/test_data.h"
 
@@ -289,6 +292,43 @@ TEST_CASE("backprop sampled targets: same loss, classifier deltas are softmax - 
     CHECK(std::abs(sum) < 1e-5);
   }
   CHECK(moved > 0);
+}
+
+}  // namespace sbits::quantizer
+
+namespace sbits::quantizer {
+
+TEST_CASE("bp::matmul_dw against a double reference: f32/f16/bf16, awkward sizes, 1-3 threads") {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (Layout layout : {Layout::f32, Layout::f16, Layout::bf16}) {
+    for (auto [rows, cols, n] : {std::tuple{1, 1, 1}, std::tuple{37, 19, 5}, std::tuple{100, 64, 3},
+                                 std::tuple{65, 33, 2}}) {
+      std::vector<float> w(size_t(rows) * cols), d(size_t(n) * rows);
+      for (float& v : w) v = nd(rng);
+      for (float& v : d) v = nd(rng);
+      const size_t eb = layout == Layout::f32 ? 4 : 2;
+      std::vector<uint8_t> stored(w.size() * eb);
+      convert_floats(Layout::f32, layout, reinterpret_cast<const uint8_t*>(w.data()), stored.data(), w.size(), nullptr);
+      std::vector<float> wr(w.size());  // the weights as stored, for the reference
+      convert_floats(layout, Layout::f32, stored.data(), reinterpret_cast<uint8_t*>(wr.data()), w.size(), nullptr);
+      for (int threads : {1, 2, 3}) {
+        std::vector<float> y(size_t(n) * cols, 123.0f);
+        bp::matmul_dw(stored.data(), layout, rows, cols, d.data(), n, y.data(), threads);
+        for (int t = 0; t < n; ++t)
+          for (int j = 0; j < cols; ++j) {
+            double ref = 0, mag = 0;
+            for (int k = 0; k < rows; ++k) {
+              ref += double(d[size_t(t) * rows + k]) * wr[size_t(k) * cols + j];
+              mag += std::abs(double(d[size_t(t) * rows + k]) * wr[size_t(k) * cols + j]);
+            }
+            INFO(layout_name(uint32_t(layout)), " ", rows, "x", cols, " n=", n, " threads=", threads);
+            // f32 accumulation of `rows` products: error a few ulps of the sum of magnitudes.
+            CHECK(std::abs(y[size_t(t) * cols + j] - ref) <= 1e-6 * rows * mag + 1e-6);
+          }
+      }
+    }
+  }
 }
 
 }  // namespace sbits::quantizer
