@@ -453,6 +453,7 @@ int main(int argc, char** argv) try {
 
   GradStatsOptions go;
   go.threads = a.threads;
+  go.targets = GradTargets::data;  // "grad": the empirical Fisher; "grad_mc" below: the true Fisher
   go.progress = [](size_t done, size_t total) { fmt::print(stderr, "\rgradients: {}/{} tokens", done, total); };
   const GradStatsResult g = collect_grad_sensitivity(a.model, stats_w, go);
   const double rss_grad = peak_rss_mb();
