@@ -61,9 +61,9 @@ struct GradStatsOptions {
   // (quantizer/backprop.h GradTargets) upstream of the classifier and, at the classifier, its
   // exact Gauss-Newton diagonal r_i = 1/2 E_t[p_ti (1 - p_ti)] (the empirical Fisher's
   // E[delta_i^2] ~ p_i^2 misses the curvature of rarely predicted tokens by orders of
-  // magnitude). sampled is the default: it predicted measured tile losses best
-  // (docs/SENSITIVITY.md).
-  GradTargets targets = GradTargets::sampled;
+  // magnitude). sampled predicted measured tile losses best (docs/SENSITIVITY.md); data stays
+  // the default because sbits-quantize's published perplexities were measured with it.
+  GradTargets targets = GradTargets::data;
   uint64_t seed = 1;
   // Called after each window with (tokens processed, tokens to process).
   std::function<void(size_t, size_t)> progress;
