@@ -97,6 +97,9 @@ class SbitsFile {
   std::span<const uint8_t> bytes(const TensorInfo& t) const;
   // Throws FormatError if the tensor's bytes do not hash to its recorded xxh64.
   void verify_tensor(const TensorInfo& t) const;
+  // Drops the mapped pages from this process's resident set (they stay in the page cache and
+  // fault back in on the next read). For tools that read a large model once per phase.
+  void release_pages() const;
 
  private:
   SbitsFile() = default;

@@ -219,6 +219,11 @@ std::unique_ptr<SbitsFile> SbitsFile::open(const std::string& path, const OpenOp
   return f;
 }
 
+void SbitsFile::release_pages() const {
+  if (!base_ || size_ == 0) return;
+  ::madvise(const_cast<uint8_t*>(base_), size_, MADV_DONTNEED);  // a hint: errors ignored
+}
+
 SbitsFile::~SbitsFile() {
   if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }

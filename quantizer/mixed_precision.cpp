@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <xxhash.h>
 
+#include <malloc.h>
+
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -20,6 +22,7 @@
 #include "formats/dtype_convert.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "quantizer/calibration.h"
+#include "quantizer/backprop.h"
 #include "quantizer/grad_stats.h"
 #include "quantizer/quantize_internal.h"
 #include "quantizer/reorder.h"
@@ -30,6 +33,18 @@ namespace sbits::quantizer::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The backward pass and the calibration passes free ~100 MB of activations and scratch, but
+// glibc keeps freed arena memory mapped; giving it back between phases keeps the peak RSS
+// near one phase's need instead of the sum of all of them.
+// The input's pages read by the previous phase leave the resident set too: the calibration and
+// gradient passes map the same file a second time, and RSS counts each mapping's pages.
+void release_free_memory(const SbitsFile& in) {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  in.release_pages();
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -56,6 +71,7 @@ struct Context {
 
 CalibrationStats run_calibration(Context& cx, const std::string& text, int block,
                                  const ModelPermutation* perm, const char* phase) {
+  release_free_memory(cx.in);
   auto backend = kernels::make_cpu_backend(cx.opt.threads);
   auto model = Model::load(cx.in.path(), *backend);
   if (cx.windows.empty())
@@ -77,6 +93,12 @@ CalibrationStats run_calibration(Context& cx, const std::string& text, int block
   });
 }
 
+void load_windows(Context& cx, const std::string& text) {
+  auto backend = kernels::make_cpu_backend(1);
+  auto model = Model::load(cx.in.path(), *backend);  // mmapped: only the tokenizer is used
+  cx.windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
+}
+
 // Step 2: sensitivities in the original order, and the permutations they imply.
 // With `cached`, cx.sens already holds the sensitivities (--cache) and only the permutations
 // are planned.
@@ -87,11 +109,22 @@ void plan_sensitivity(Context& cx, bool cached) {
   if (!cached && cx.opt.sensitivity == "grad") {
     GradStatsOptions go;
     go.threads = cx.opt.threads;
+    go.targets = cx.opt.fisher == "sampled" ? GradTargets::sampled : GradTargets::data;
     go.progress = [&](size_t d, size_t n) {
       if (cx.progress) cx.progress("gradients", d, n, cx.seconds());
     };
-    for (GradSensitivity& g : collect_grad_sensitivity(cx.in.path(), cx.windows, go).tensors)
-      grad[g.name] = TensorSensitivity{std::move(g.r), std::move(g.c)};
+    // --grad-tokens: every k-th calibration window, so the backward pass still sees the whole text.
+    std::vector<std::vector<int32_t>> windows;
+    const size_t per = cx.windows.empty() ? 1 : std::max<size_t>(cx.windows[0].size() - 1, 1);
+    const size_t want = cx.opt.grad_tokens ? std::max<size_t>((cx.opt.grad_tokens + per - 1) / per, 1) : SIZE_MAX;
+    for (size_t i = 0; i < cx.windows.size() && windows.size() < want; ++i)
+      if (want >= cx.windows.size() || (i * want) % cx.windows.size() < want) windows.push_back(cx.windows[i]);
+    release_free_memory(cx.in);
+    GradStatsResult r = collect_grad_sensitivity(cx.in.path(), windows, go);
+    release_free_memory(cx.in);
+    cx.stats.loss = r.mean_loss;
+    cx.stats.tokens = r.tokens;
+    for (GradSensitivity& g : r.tensors) grad[g.name] = TensorSensitivity{std::move(g.r), std::move(g.c)};
   }
   size_t done = 0;
   for (const TensorInfo& t : cx.in.tensors()) {
@@ -187,6 +220,7 @@ Units build_units(Context& cx) {
       whole.hi = a.hi;
     }
     if (per_tensor) u.units.push_back(whole);
+    cx.in.release_pages();  // this tensor's source pages are not read again in this phase
     if (cx.progress) cx.progress("error tables", ti + 1, cx.in.tensors().size(), cx.seconds());
   }
   return u;
@@ -261,6 +295,7 @@ void write_output(Context& cx, const std::string& out_path, const FilePlan& plan
     } else {
       w.add_tensor(t.name, t.layout, t.layout_version, t.shape, cx.in.bytes(t), t.aux);
     }
+    cx.in.release_pages();
     if (cx.progress) cx.progress("write", ti + 1, cx.in.tensors().size(), cx.seconds());
   }
   w.commit();
@@ -276,21 +311,28 @@ QuantizeReport quantize_mixed(const SbitsFile& in, const std::string& out_path, 
   const std::string text = read_text(opt.calib_path);
   ms.calib_hash = XXH64(text.data(), text.size(), 0);
   const bool reorder = opt.reorder && opt.method != "uniform";
-  // Without reordering the first pass can collect gptq's blocks directly.
-  const int block = cx.gptq() && !reorder ? int(opt.params.tile_cols) : 0;
-  const uint64_t key = stats_cache_key(in, ms.calib_hash, opt.calib_tokens, opt.calib_seq, opt.sensitivity);
+  const bool grad = opt.sensitivity == "grad";
+  // The proxy needs a forward pass for diag(XᵀX); the gradient pass measures its own E[x^2], so
+  // with grad the only forward pass left is gptq's XᵀX blocks (in the permuted channel order).
+  // Without reordering the proxy's pass can collect those blocks at once.
+  const int block = cx.gptq() && !reorder && !grad ? int(opt.params.tile_cols) : 0;
+  const std::string sens_kind = grad ? "grad/" + opt.fisher + "/" + std::to_string(opt.grad_tokens) : opt.sensitivity;
+  const uint64_t key = stats_cache_key(in, ms.calib_hash, opt.calib_tokens, opt.calib_seq, sens_kind);
   const std::string cache_path = opt.cache_dir.empty() ? "" : stats_cache_path(opt.cache_dir, key);
   std::optional<CachedStats> cached = cache_path.empty() || block ? std::nullopt : load_stats_cache(cache_path, key);
   if (cached) {
     cx.stats = std::move(cached->stats);
     cx.sens = std::move(cached->sens);
     if (progress) progress("statistics from --cache", 1, 1, cx.seconds());
+  } else if (grad) {
+    load_windows(cx, text);
   } else {
     cx.stats = run_calibration(cx, text, block, nullptr, "calibration");
   }
+  release_free_memory(cx.in);
+  plan_sensitivity(cx, cached.has_value());
   ms.calib_loss = cx.stats.loss;
   ms.calib_tokens = cx.stats.tokens;
-  plan_sensitivity(cx, cached.has_value());
   if (!cached && !cache_path.empty()) {
     CachedStats c{cx.stats, cx.sens};
     for (auto& layer : c.stats.layers)
@@ -298,8 +340,11 @@ QuantizeReport quantize_mixed(const SbitsFile& in, const std::string& out_path, 
     save_stats_cache(cache_path, key, c);
   }
   ms.reordered = !cx.perm.empty();
-  if (cx.gptq()) cx.blocks = block ? std::move(cx.stats) : run_calibration(cx, text, int(opt.params.tile_cols), &cx.perm,
-                                                                           "calibration (XtX blocks)");
+  if (cx.gptq()) {
+    cx.blocks = block ? std::move(cx.stats)
+                      : run_calibration(cx, text, int(opt.params.tile_cols), &cx.perm, "calibration (XtX blocks)");
+  }
+  release_free_memory(cx.in);
   ms.seconds_calibration = cx.seconds();
   Units u = build_units(cx);
   ms.seconds_tables = cx.seconds() - ms.seconds_calibration;

@@ -65,7 +65,9 @@ void write_metadata(Metadata& m, const SbitsFile& in, const QuantizeOptions& opt
   m.set("quantizer.calibration", std::filesystem::path(opt.calib_path).filename().string() + "\txxh64 " + hash +
                                      "\t" + std::to_string(mixed->calib_tokens) + " tokens");
   m.set("quantizer.calibration_loss", mixed->calib_loss);
-  m.set("quantizer.sensitivity", opt.sensitivity);
+  m.set("quantizer.sensitivity", opt.sensitivity == "grad" ? "grad (" + opt.fisher + " Fisher, " +
+                                     (opt.grad_tokens ? std::to_string(opt.grad_tokens) : std::string("all")) +
+                                     " tokens)" : opt.sensitivity);
   m.set("quantizer.reorder", std::string(mixed->reordered ? "hidden+ffn, folded into the weights" : "none"));
   m.set("quantizer.allocator", std::string(opt.alloc == AllocMethod::greedy ? "greedy" : "lagrange"));
   m.set("quantizer.predicted_loss_increase", mixed->predicted);
@@ -246,6 +248,8 @@ QuantizeReport quantize_file(const std::string& in_path, const std::string& out_
                          "or mse");
   if (opt.sensitivity != "proxy" && opt.sensitivity != "grad")
     throw QuantizerError("--sensitivity " + opt.sensitivity + ": expected proxy or grad");
+  if (opt.fisher != "empirical" && opt.fisher != "sampled")
+    throw QuantizerError("--fisher " + opt.fisher + ": expected empirical or sampled");
   check_tiled_params(opt.params, "tile shape");
   const ImportedInput input(in_path, out_path);
   auto in = SbitsFile::open(input.path());

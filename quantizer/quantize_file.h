@@ -64,7 +64,7 @@ struct QuantizeOptions {
   double bpw = 4.0;
   uint64_t size_bytes = 0;         // --size: a whole-file byte budget instead of --bpw (0: unused)
   std::string method = "uniform";  // uniform | layerwise | greedy
-  TileMethod tile_method = TileMethod::mse;
+  TileMethod tile_method = TileMethod::gptq;  // mse without --calib
   std::vector<KeepRule> keep;
   TiledParams params;
   int threads = 1;
@@ -73,6 +73,8 @@ struct QuantizeOptions {
   size_t calib_tokens = 16384;
   int calib_seq = 512;
   std::string sensitivity = "grad";   // grad | proxy (docs/SENSITIVITY.md: grad predicts better)
+  std::string fisher = "sampled";     // grad: sampled (true Fisher) | empirical (next-token targets)
+  size_t grad_tokens = 4096;          // grad: tokens of the backward pass (0: all calibration tokens)
   std::string cache_dir;              // --cache: reuse calibration statistics across runs
   bool reorder = true;                // fold channel permutations in (greedy and layerwise)
   AllocMethod alloc = AllocMethod::greedy;

@@ -39,12 +39,17 @@ const char* kUsage =
     "  --sensitivity S    grad: loss increase from a diagonal Fisher of a backward pass over\n"
     "                     the calibration windows (default); proxy: activation-weighted relative\n"
     "                     output error (no backward pass, worse allocations)\n"
+    "  --fisher F         grad: sampled (targets drawn from the model: the true Fisher; default)\n"
+    "                     or empirical (gradients of the next-token loss)\n"
+    "  --grad-tokens N    grad: tokens of the backward pass, spread over the calibration windows\n"
+    "                     (default 4096; 0 = all calibration tokens)\n"
     "  --cache DIR        keep the calibration statistics and sensitivities in DIR and reuse\n"
     "                     them for the same model, text and settings (several budgets, one pass)\n"
     "  --no-reorder       do not permute channels (by default sensitive channels are clustered\n"
     "                     into the same tiles with permutations folded into the weights)\n"
-    "  --quantizer Q      per-tile quantizer: rtn, mse (clipping search; default) or gptq\n"
-    "                     (error feedback with X^T X; needs --calib)\n"
+    "  --quantizer Q      per-tile quantizer: gptq (error feedback with X^T X inside tiles; the\n"
+    "                     default with --calib), mse (activation-weighted clipping search; the\n"
+    "                     default without) or rtn (round to nearest)\n"
     "  --alloc A          greedy (exact marginal-gain greedy; default) or lagrange (bisection\n"
     "                     on a price per byte: the scalable form)\n"
     "  --keep NAME=BITS   give tensors matching NAME ('*' is a wildcard) BITS instead (2, 3, 4,\n"
@@ -168,7 +173,7 @@ int main(int argc, char** argv) {
   std::string in, out, report_path;
   q::QuantizeOptions opt;
   opt.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  bool have_bpw = false, have_method = false;
+  bool have_bpw = false, have_method = false, have_quantizer = false;
   try {
     sbits::cli::Args args(argc, argv);
     while (!args.done()) {
@@ -194,6 +199,10 @@ int main(int argc, char** argv) {
         opt.calib_tokens = sbits::cli::parse_in_range<size_t>(a, args.value(a), 1, size_t(1) << 30);
       } else if (a == "--sensitivity") {
         opt.sensitivity = args.value(a);
+      } else if (a == "--fisher") {
+        opt.fisher = args.value(a);
+      } else if (a == "--grad-tokens") {
+        opt.grad_tokens = sbits::cli::parse_in_range<size_t>(a, args.value(a), 0, size_t(1) << 30);
       } else if (a == "--cache") {
         opt.cache_dir = args.value(a);
       } else if (a == "--no-reorder") {
@@ -205,6 +214,7 @@ int main(int argc, char** argv) {
         opt.alloc = v == "greedy" ? q::AllocMethod::greedy : q::AllocMethod::lagrange;
       } else if (a == "--quantizer") {
         opt.tile_method = q::parse_tile_method(args.value(a));
+        have_quantizer = true;
       } else if (a == "--keep") {
         opt.keep.push_back(q::parse_keep_rule(args.value(a)));
       } else if (a == "--threads") {
@@ -228,6 +238,7 @@ int main(int argc, char** argv) {
   if (out.empty()) return usage_error("no output given (-o OUT.sbits)");
   if (have_bpw == (opt.size_bytes != 0)) return usage_error("give exactly one budget: --bpw B or --size BYTES");
   if (!have_method) opt.method = opt.calib_path.empty() ? "uniform" : "greedy";
+  if (!have_quantizer) opt.tile_method = opt.calib_path.empty() ? q::TileMethod::mse : q::TileMethod::gptq;
   try {
     const q::QuantizeReport r = q::quantize_file(in, out, opt, print_progress);
     std::fputc('\n', stderr);

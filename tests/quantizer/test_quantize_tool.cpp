@@ -131,6 +131,12 @@ TEST_CASE("sbits-quantize: errors name the cause") {
   CHECK(err.find("--size expects a positive byte count") != std::string::npos);
   quantize(stories() + " -o " + out + " --bpw 4 --calib /nonexistent/calib.txt", 1, nullptr, &err);
   CHECK(err.find("cannot open the calibration text") != std::string::npos);
+  quantize(stories() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
+               " --fisher bogus", 1, nullptr, &err);
+  CHECK(err.find("--fisher bogus: expected empirical or sampled") != std::string::npos);
+  quantize(stories() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
+               " --sensitivity hunch", 1, nullptr, &err);
+  CHECK(err.find("--sensitivity hunch: expected proxy or grad") != std::string::npos);
   const std::string q = test::temp_dir() + "/q.sbits";
   quantize(stories() + " -o " + q + " --bpw 8", 0);
   quantize(q + " -o " + out + " --bpw 8", 1, nullptr, &err);
