@@ -178,6 +178,24 @@ TEST_CASE("--cache reuses the statistics: identical output; a damaged cache is i
   CHECK(slurp(a) == slurp(c));
 }
 
+TEST_CASE("a Hugging Face directory is imported on the fly and the temporary file removed") {
+  const std::string dir = test::temp_dir() + "/hf-in";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string out = dir + "/tl.sbits";
+  std::string o, e;
+  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + test::data_path("models/tech-llama-58m") +
+                                       " -o " + out + " --bpw 4.3 --quantizer rtn --threads 2", &o, &e);
+  INFO("stdout: ", o, "\nstderr: ", e);
+  REQUIRE(st == 0);
+  auto f = SbitsFile::open(out);
+  CHECK(file_bpw(*f) <= 4.3);
+  CHECK(f->metadata().get_string("general.architecture") == "llama");
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) files += entry.is_regular_file();
+  CHECK(files == 1);  // no import-*.tmp left beside the output
+}
+
 TEST_CASE("a budget below the layout's floor is refused with the floor") {
   std::string o, e;
   const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories() + " -o " + test::temp_dir() +
