@@ -12,6 +12,7 @@
 
 #include "kernels/cuda/cuda_backend_impl.h"
 #include "kernels/quant/tiled.h"
+#include "kernels/quant/tiled_check.h"
 
 namespace sbits::kernels::cuda {
 namespace {
@@ -21,33 +22,6 @@ namespace {
 // with a 4k-token f16 KV cache is 3.96 GiB before any scratch).
 constexpr size_t kDequantChunkBytes = size_t(16) << 20;
 
-void check_tiled_desc(const HostWeight& w) {
-  const char* op = "upload";
-  if (!w.tiled) fail(op, "a tiled weight needs HostWeight::tiled (the parsed tile table)");
-  const quant::TiledDesc& d = *w.tiled;
-  if (d.rows != w.rows || d.cols != w.cols)
-    fail(op, "tiled description is ", d.rows, " x ", d.cols, ", the weight ", w.rows, " x ", w.cols);
-  if (d.tile_rows < 1 || d.tile_rows > 4096 || d.tile_cols < 32 || d.tile_cols > 4096 || d.tile_cols % 32 ||
-      d.group < 32 || d.group % 32 || d.tile_cols % d.group)
-    fail(op, "tile ", d.tile_rows, " x ", d.tile_cols, " with group ", d.group,
-         ": expected R in 1..4096, C a multiple of 32 up to 4096, G a multiple of 32 dividing C");
-  if (d.tiles_r != (d.rows + d.tile_rows - 1) / d.tile_rows || d.tiles_c != (d.cols + d.tile_cols - 1) / d.tile_cols)
-    fail(op, "tile grid ", d.tiles_r, " x ", d.tiles_c, " does not match ", d.rows, " x ", d.cols);
-  if (!d.data || !d.bits || !d.offsets || d.data != w.data) fail(op, "tiled description: null or mismatched pointers");
-  for (int64_t tr = 0; tr < d.tiles_r; ++tr) {
-    for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
-      const int64_t i = tr * d.tiles_c + tc;
-      const int bits = d.bits[i];
-      if (!quant::is_tile_bits(bits)) fail(op, "tile (", tr, ", ", tc, "): bitwidth ", bits, " has no kernel");
-      const int64_t rows = std::min<int64_t>(d.tile_rows, d.rows - tr * d.tile_rows);
-      const int64_t cols = std::min<int64_t>(d.tile_cols, d.cols - tc * d.tile_cols);
-      const uint64_t size = quant::tile_bytes(rows, cols, d.group, bits);
-      if (d.offsets[i] % 16 != 0 || d.offsets[i] > w.bytes || size > w.bytes - d.offsets[i])
-        fail(op, "tile (", tr, ", ", tc, ") at offset ", d.offsets[i], " (+", size, " bytes) is outside the ",
-             w.bytes, " bytes of the weight or misaligned");
-    }
-  }
-}
 
 // offs16 (launch.h TiledDev): the staged kernels copy tile i as the run up to tile i + 1, so
 // the tiles must follow each other exactly (as formats/SBITS.md lays them out) and fit 32 bits.
@@ -71,7 +45,7 @@ bool tile_offsets16(const quant::TiledDesc& d, std::vector<uint32_t>& offs16) {
 
 std::unique_ptr<Weight> CudaBackend::upload_tiled(const HostWeight& w) {
   const char* op = "upload";
-  check_tiled_desc(w);
+  quant::check_tiled_desc(w, "", /*in_place=*/false);
   const quant::TiledDesc& d = *w.tiled;
   auto out = std::make_unique<CudaWeight>(st_);
   out->type = WeightType::tiled;
