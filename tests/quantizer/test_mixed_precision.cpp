@@ -9,45 +9,28 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "engine/forward.h"
 #include "formats/tiled_layout.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "quantizer/quantize_file.h"
+#include "tests/quantizer/quantizer_test_util.h"
 #include "tests/test_data.h"
 
 namespace sbits::quantizer {
 namespace {
 
-std::string tool(const std::string& rel) { return test::tools_dir() + "/" + rel; }
-
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-const std::string& stories() {
-  static const std::string path = [] {
-    const std::string out = test::temp_dir() + "/stories260K-mp.sbits";
-    const std::string cmd = tool("formats/sbits-convert") + " " + test::data_path("models/stories260K.bin") +
-                            " --tokenizer " + test::data_path("models/tok512.model") + " -o " + out;
-    std::string err;
-    REQUIRE_MESSAGE(test::run_command(cmd, nullptr, &err) == 0, err);
-    return out;
-  }();
-  return path;
-}
+using test_util::stories_sbits;
+using test_util::tool;
 
 std::string calib() { return test::data_path("text/techdocs_calib.txt"); }
 
 // Runs sbits-quantize with calibration; returns stdout.
 std::string quantize(const std::string& out, const std::string& args) {
   std::string o, e;
-  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories() + " -o " + out + " --calib " +
-                                       calib() + " --calib-tokens 1024 --threads 2 " + args, &o, &e);
+  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories_sbits() + " -o " + out +
+                                       " --calib " + calib() + " --calib-tokens 1024 --threads 2 " + args,
+                                   &o, &e);
   INFO("stdout: ", o, "\nstderr: ", e);
   REQUIRE(st == 0);
   return o;
@@ -89,7 +72,7 @@ TEST_CASE("greedy mixed precision: the budget holds exactly and the calibration 
   CHECK(bpw <= 4.0);
   CHECK(bpw > 3.9);  // the allocator spends the budget
   CHECK(f->metadata().get_f64("quantizer.bpw") == bpw);
-  const std::string text = slurp(calib());
+  const std::string text = test::read_file(calib());
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(XXH64(text.data(), text.size(), 0)));
   CHECK(f->metadata().get_string("quantizer.calibration").find(hash) != std::string::npos);
@@ -102,7 +85,7 @@ TEST_CASE("greedy mixed precision: the budget holds exactly and the calibration 
   CHECK(seen.size() >= 2);  // really mixed
   std::string o, e;
   REQUIRE(test::run_command(tool("engine/sbits-run") + " " + out + " -p \"\" -n 200 --temp 0", &o, &e) == 0);
-  const std::string golden = slurp(test::data_path("golden/stories260K_greedy200_expected.txt"));
+  const std::string golden = test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
   size_t same = 0;
   while (same < o.size() && same < golden.size() && o[same] == golden[same]) ++same;
   MESSAGE("greedy 4 bpw stories260K: the first ", same, " of ", golden.size(), " golden characters agree");
@@ -147,7 +130,7 @@ TEST_CASE("channel reordering folds into the weights: same logits, different ten
     differ += !std::equal(x.begin(), x.end(), y.begin(), y.end());
   }
   CHECK(differ == 4);  // every kind of tensor really was permuted
-  const std::vector<float> lp = last_logits(perm), lq = last_logits(plain), lo = last_logits(stories());
+  const std::vector<float> lp = last_logits(perm), lq = last_logits(plain), lo = last_logits(stories_sbits());
   double max_diff = 0, max_abs = 0;
   for (size_t i = 0; i < lp.size(); ++i) {
     max_diff = std::max(max_diff, double(std::fabs(lp[i] - lq[i])));
@@ -168,14 +151,14 @@ TEST_CASE("--cache reuses the statistics: identical output; a damaged cache is i
   for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
   REQUIRE(files.size() == 1);
   quantize(b, "--bpw 3.5 --cache " + dir);
-  CHECK(slurp(a) == slurp(b));
+  CHECK(test::read_file(a) == test::read_file(b));
   {  // flip one byte in the middle: the checksum must reject the file
     std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(std::streamoff(std::filesystem::file_size(files[0]) / 2));
     f.put('\x5a');
   }
   quantize(c, "--bpw 3.5 --cache " + dir);
-  CHECK(slurp(a) == slurp(c));
+  CHECK(test::read_file(a) == test::read_file(c));
 }
 
 TEST_CASE("a Hugging Face directory is imported on the fly and the temporary file removed") {
@@ -198,7 +181,7 @@ TEST_CASE("a Hugging Face directory is imported on the fly and the temporary fil
 
 TEST_CASE("a budget below the layout's floor is refused with the floor") {
   std::string o, e;
-  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories() + " -o " + test::temp_dir() +
+  const int st = test::run_command(tool("quantizer/sbits-quantize") + " " + stories_sbits() + " -o " + test::temp_dir() +
                                        "/floor.sbits --calib " + calib() + " --calib-tokens 512 --bpw 2.0", &o, &e);
   CHECK(st == 1);
   CHECK(e.find("below this model's smallest file in the tiled layout") != std::string::npos);

@@ -3,37 +3,17 @@
 // engine (16-bit tiles reproduce llama2.c's golden text exactly; 4 bpw stays close to it).
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "formats/tiled_layout.h"
 #include "quantizer/quantize_file.h"
+#include "tests/quantizer/quantizer_test_util.h"
 #include "tests/test_data.h"
 
 namespace sbits::quantizer {
 namespace {
 
-std::string tool(const std::string& rel) { return test::tools_dir() + "/" + rel; }
-
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// stories260K converted once per test process.
-const std::string& stories() {
-  static const std::string path = [] {
-    const std::string out = test::temp_dir() + "/stories260K.sbits";
-    const std::string cmd = tool("formats/sbits-convert") + " " + test::data_path("models/stories260K.bin") +
-                            " --tokenizer " + test::data_path("models/tok512.model") + " -o " + out;
-    std::string err;
-    REQUIRE_MESSAGE(test::run_command(cmd, nullptr, &err) == 0, err);
-    return out;
-  }();
-  return path;
-}
+using test_util::stories_sbits;
+using test_util::tool;
 
 std::string quantize(const std::string& args, int want_status, std::string* out = nullptr, std::string* err = nullptr) {
   std::string o, e;
@@ -61,7 +41,7 @@ size_t common_prefix(const std::string& a, const std::string& b) {
 
 TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs on the engine") {
   const std::string out = test::temp_dir() + "/s4.sbits";
-  const std::string msg = quantize(stories() + " -o " + out + " --bpw 4 --quantizer mse --threads 2", 0);
+  const std::string msg = quantize(stories_sbits() + " -o " + out + " --bpw 4 --quantizer mse --threads 2", 0);
   CHECK(msg.find("method uniform, quantizer mse") != std::string::npos);
   CHECK(msg.find("tensors per bitwidth: 3-bit") != std::string::npos);  // 4 bits would be 4.66 bpw (64-wide rows)
   auto f = SbitsFile::open(out, {.verify_tensors = true});
@@ -82,7 +62,7 @@ TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs 
   CHECK(f->metadata().get_string("quantizer.tile_quantizer") == "mse");
   CHECK(f->metadata().get_string("quantizer.calibration").find("none") != std::string::npos);
   CHECK(f->metadata().get_string("general.architecture") == "llama");
-  const std::string golden = slurp(test::data_path("golden/stories260K_greedy200_expected.txt"));
+  const std::string golden = test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
   const std::string text = greedy_text(out);
   MESSAGE("3-bit stories260K: ", common_prefix(text, golden), " of ", golden.size(), " golden characters agree");
   CHECK(text.rfind("Once upon a time, there was a little", 0) == 0);
@@ -90,16 +70,16 @@ TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs 
 
 TEST_CASE("sbits-quantize: 16-bit tiles reproduce the golden text exactly") {
   const std::string out = test::temp_dir() + "/s16.sbits";
-  CHECK(quantize(stories() + " -o " + out + " --bpw 17 --quantizer rtn", 0).find(": 16-bit") != std::string::npos);
-  CHECK(greedy_text(out) == slurp(test::data_path("golden/stories260K_greedy200_expected.txt")));
+  CHECK(quantize(stories_sbits() + " -o " + out + " --bpw 17 --quantizer rtn", 0).find(": 16-bit") != std::string::npos);
+  CHECK(greedy_text(out) == test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt")));
 }
 
 TEST_CASE("sbits-quantize: --keep pins tensors, and the plan predicts the file") {
-  auto in = SbitsFile::open(stories());
+  auto in = SbitsFile::open(stories_sbits());
   const std::vector<KeepRule> keep = {parse_keep_rule("blk.*.ffn_down=8"), parse_keep_rule("tok_embd=16")};
   const FilePlan plan = plan_uniform(*in, 6.5, keep, TiledParams{});
   const std::string out = test::temp_dir() + "/keep.sbits";
-  quantize(stories() + " -o " + out + " --bpw 6.5 --quantizer rtn --keep 'blk.*.ffn_down=8' --keep tok_embd=16", 0);
+  quantize(stories_sbits() + " -o " + out + " --bpw 6.5 --quantizer rtn --keep 'blk.*.ffn_down=8' --keep tok_embd=16", 0);
   auto f = SbitsFile::open(out);
   uint64_t bytes = 0;
   for (size_t i = 0; i < f->tensors().size(); ++i) {
@@ -117,28 +97,28 @@ TEST_CASE("sbits-quantize: --keep pins tensors, and the plan predicts the file")
 TEST_CASE("sbits-quantize: errors name the cause") {
   const std::string out = test::temp_dir() + "/bad.sbits";
   std::string err;
-  quantize(stories() + " -o " + out + " --bpw 1", 1, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 1", 1, nullptr, &err);
   CHECK(err.find("even 2 bits everywhere gives") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --quantizer gptq", 1, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --quantizer gptq", 1, nullptr, &err);
   CHECK(err.find("calibration") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --keep output=7", 2, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --keep output=7", 2, nullptr, &err);
   CHECK(err.find("BITS one of 2, 3, 4, 5, 6, 8, 16") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --method greedy", 1, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --method greedy", 1, nullptr, &err);
   CHECK(err.find("needs --calib FILE") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --size 1M", 2, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --size 1M", 2, nullptr, &err);
   CHECK(err.find("exactly one budget") != std::string::npos);
-  quantize(stories() + " -o " + out + " --size 12parsecs", 2, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --size 12parsecs", 2, nullptr, &err);
   CHECK(err.find("--size expects a positive byte count") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --calib /nonexistent/calib.txt", 1, nullptr, &err);
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --calib /nonexistent/calib.txt", 1, nullptr, &err);
   CHECK(err.find("cannot open the calibration text") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
                " --fisher bogus", 1, nullptr, &err);
   CHECK(err.find("--fisher bogus: expected empirical or sampled") != std::string::npos);
-  quantize(stories() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
+  quantize(stories_sbits() + " -o " + out + " --bpw 4 --calib " + test::data_path("text/techdocs_calib.txt") +
                " --sensitivity hunch", 1, nullptr, &err);
   CHECK(err.find("--sensitivity hunch: expected proxy or grad") != std::string::npos);
   const std::string q = test::temp_dir() + "/q.sbits";
-  quantize(stories() + " -o " + q + " --bpw 8", 0);
+  quantize(stories_sbits() + " -o " + q + " --bpw 8", 0);
   quantize(q + " -o " + out + " --bpw 8", 1, nullptr, &err);
   CHECK(err.find("already tiled") != std::string::npos);
   std::string help;
