@@ -55,7 +55,7 @@ std::string temp_dir() {
   return dir;
 }
 
-std::string read_file(const std::string& path) {
+std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -67,8 +67,8 @@ int run_command(const std::string& cmd, std::string* out, std::string* err) {
   std::string o = dir + "/stdout", e = dir + "/stderr";
   std::string full = "(" + cmd + ") >" + o + " 2>" + e + " </dev/null";
   int status = std::system(full.c_str());
-  if (out) *out = read_file(o);
-  if (err) *err = read_file(e);
+  if (out) *out = read_text_file(o);
+  if (err) *err = read_text_file(e);
   if (status == -1) return -1;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);

@@ -15,7 +15,7 @@ std::string tools_dir();
 std::string temp_dir();
 
 // The whole file as bytes ("" when it cannot be read).
-std::string read_file(const std::string& path);
+std::string read_text_file(const std::string& path);
 
 // Runs a shell command, returns its exit status; stdout/stderr are captured into the strings.
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);

@@ -72,7 +72,7 @@ TEST_CASE("greedy mixed precision: the budget holds exactly and the calibration 
   CHECK(bpw <= 4.0);
   CHECK(bpw > 3.9);  // the allocator spends the budget
   CHECK(f->metadata().get_f64("quantizer.bpw") == bpw);
-  const std::string text = test::read_file(calib());
+  const std::string text = test::read_text_file(calib());
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(XXH64(text.data(), text.size(), 0)));
   CHECK(f->metadata().get_string("quantizer.calibration").find(hash) != std::string::npos);
@@ -85,7 +85,7 @@ TEST_CASE("greedy mixed precision: the budget holds exactly and the calibration 
   CHECK(seen.size() >= 2);  // really mixed
   std::string o, e;
   REQUIRE(test::run_command(tool("engine/sbits-run") + " " + out + " -p \"\" -n 200 --temp 0", &o, &e) == 0);
-  const std::string golden = test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
+  const std::string golden = test::read_text_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
   size_t same = 0;
   while (same < o.size() && same < golden.size() && o[same] == golden[same]) ++same;
   MESSAGE("greedy 4 bpw stories260K: the first ", same, " of ", golden.size(), " golden characters agree");
@@ -151,14 +151,14 @@ TEST_CASE("--cache reuses the statistics: identical output; a damaged cache is i
   for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
   REQUIRE(files.size() == 1);
   quantize(b, "--bpw 3.5 --cache " + dir);
-  CHECK(test::read_file(a) == test::read_file(b));
+  CHECK(test::read_text_file(a) == test::read_text_file(b));
   {  // flip one byte in the middle: the checksum must reject the file
     std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(std::streamoff(std::filesystem::file_size(files[0]) / 2));
     f.put('\x5a');
   }
   quantize(c, "--bpw 3.5 --cache " + dir);
-  CHECK(test::read_file(a) == test::read_file(c));
+  CHECK(test::read_text_file(a) == test::read_text_file(c));
 }
 
 TEST_CASE("a Hugging Face directory is imported on the fly and the temporary file removed") {

@@ -62,7 +62,7 @@ TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs 
   CHECK(f->metadata().get_string("quantizer.tile_quantizer") == "mse");
   CHECK(f->metadata().get_string("quantizer.calibration").find("none") != std::string::npos);
   CHECK(f->metadata().get_string("general.architecture") == "llama");
-  const std::string golden = test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
+  const std::string golden = test::read_text_file(test::data_path("golden/stories260K_greedy200_expected.txt"));
   const std::string text = greedy_text(out);
   MESSAGE("3-bit stories260K: ", common_prefix(text, golden), " of ", golden.size(), " golden characters agree");
   CHECK(text.rfind("Once upon a time, there was a little", 0) == 0);
@@ -71,7 +71,7 @@ TEST_CASE("sbits-quantize: uniform 4 bpw on stories260K, exact accounting, runs 
 TEST_CASE("sbits-quantize: 16-bit tiles reproduce the golden text exactly") {
   const std::string out = test::temp_dir() + "/s16.sbits";
   CHECK(quantize(stories_sbits() + " -o " + out + " --bpw 17 --quantizer rtn", 0).find(": 16-bit") != std::string::npos);
-  CHECK(greedy_text(out) == test::read_file(test::data_path("golden/stories260K_greedy200_expected.txt")));
+  CHECK(greedy_text(out) == test::read_text_file(test::data_path("golden/stories260K_greedy200_expected.txt")));
 }
 
 TEST_CASE("sbits-quantize: --keep pins tensors, and the plan predicts the file") {
