@@ -23,7 +23,7 @@ class Writer {
   }
   template <class T>
   void put_array(const std::vector<T>& v) {
-    out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+    if (!v.empty()) out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
   }
   void put_bytes(const char* p, size_t n) { out_.append(p, n); }
   std::string& bytes() { return out_; }
@@ -47,6 +47,7 @@ class Reader {
   bool get_array(std::vector<T>& v, uint64_t n) {
     if (n > (s_.size() - pos_) / sizeof(T)) return false;
     v.resize(size_t(n));
+    if (n == 0) return true;  // an empty vector's data() may be null: no memcpy
     std::memcpy(v.data(), s_.data() + pos_, size_t(n) * sizeof(T));
     pos_ += size_t(n) * sizeof(T);
     return true;
