@@ -69,13 +69,17 @@ struct Context {
   bool gptq() const { return opt.tile_method == TileMethod::gptq; }
 };
 
+// The calibration windows, tokenized once per run (every pass uses the same ones).
+void ensure_windows(Context& cx, const Tokenizer& tok, const std::string& text) {
+  if (cx.windows.empty()) cx.windows = calibration_windows(tok, text, cx.opt.calib_tokens, cx.opt.calib_seq);
+}
+
 CalibrationStats run_calibration(Context& cx, const std::string& text, int block,
                                  const ModelPermutation* perm, const char* phase) {
   release_free_memory(cx.in);
   auto backend = kernels::make_cpu_backend(cx.opt.threads);
   auto model = Model::load(cx.in.path(), *backend);
-  if (cx.windows.empty())
-    cx.windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
+  ensure_windows(cx, model->tokenizer(), text);
   CalibrationOptions co;
   co.tokens = cx.opt.calib_tokens;
   co.seq_len = cx.opt.calib_seq;
@@ -96,7 +100,7 @@ CalibrationStats run_calibration(Context& cx, const std::string& text, int block
 void load_windows(Context& cx, const std::string& text) {
   auto backend = kernels::make_cpu_backend(1);
   auto model = Model::load(cx.in.path(), *backend);  // mmapped: only the tokenizer is used
-  cx.windows = calibration_windows(model->tokenizer(), text, cx.opt.calib_tokens, cx.opt.calib_seq);
+  ensure_windows(cx, model->tokenizer(), text);
 }
 
 // Step 2: sensitivities in the original order, and the permutations they imply.
@@ -119,7 +123,6 @@ void plan_sensitivity(Context& cx, bool cached) {
     const size_t want = cx.opt.grad_tokens ? std::max<size_t>((cx.opt.grad_tokens + per - 1) / per, 1) : SIZE_MAX;
     for (size_t i = 0; i < cx.windows.size() && windows.size() < want; ++i)
       if (want >= cx.windows.size() || (i * want) % cx.windows.size() < want) windows.push_back(cx.windows[i]);
-    release_free_memory(cx.in);
     GradStatsResult r = collect_grad_sensitivity(cx.in.path(), windows, go);
     release_free_memory(cx.in);
     cx.stats.loss = r.mean_loss;
