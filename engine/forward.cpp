@@ -79,9 +79,7 @@ void Forward::attention_block(size_t layer, kernels::KvCache& cache, int n, cons
   be_.matmul(*w.wq, *h_, n, *q_, false);
   be_.matmul(*w.wk, *h_, n, *k_, false);
   be_.matmul(*w.wv, *h_, n, *v_, false);
-  be_.rope(*q_, n, shape_.n_heads, shape_.head_dim, rows, theta, rope_style_);
-  be_.rope(*k_, n, shape_.n_kv_heads, shape_.head_dim, rows, theta, rope_style_);
-  be_.kv_store(cache, static_cast<int>(layer), *k_, *v_, n, rows);
+  be_.rope_and_store(*q_, *k_, *v_, cache, static_cast<int>(layer), n, rows, shape_, theta, rope_style_);
   be_.attention(*q_, cache, static_cast<int>(layer), n, rows, shape_, *att_);
   observe(layer, LinearInput::attn_output, *att_, n, q_dim_);
   be_.matmul(*w.wo, *att_, n, *x_, /*accumulate=*/true);

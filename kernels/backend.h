@@ -138,6 +138,16 @@ class Backend {
   virtual void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n,
                         const RowInfo* rows) = 0;
 
+  // rope(q) and rope(k) (n_heads and n_kv_heads heads of shape.head_dim), then kv_store(k, v):
+  // the position-dependent work of one attention block, in one op so that a GPU backend can do
+  // it in one launch. Same results and errors as the three calls, which the default makes.
+  virtual void rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n,
+                              const RowInfo* rows, const AttentionShape& shape, float theta, RopeStyle style) {
+    rope(q, n, shape.n_heads, shape.head_dim, rows, theta, style);
+    rope(k, n, shape.n_kv_heads, shape.head_dim, rows, theta, style);
+    kv_store(cache, layer, k, v, n, rows);
+  }
+
   // Causal attention: row r of q ([n, n_heads * head_dim]) attends over positions
   // 0..rows[r].pos of slot rows[r].slot in `layer` (which must already be stored), with
   // scale 1/sqrt(head_dim). out is [n, n_heads * head_dim].

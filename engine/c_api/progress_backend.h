@@ -5,9 +5,9 @@
 // a way to cancel (upload() throws LoadCancelled, which unwinds Model::load cleanly) without
 // touching the engine. The Model keeps a reference to the backend it was loaded with, so this
 // front stays in place for the model's lifetime, costing one extra virtual call per op.
-// Every Backend method must be forwarded here. They are all pure virtual today, so a new one
-// left out makes this class abstract and the build fails; a new virtual with a default body
-// would not, and must be added here by hand.
+// Every Backend method must be forwarded here. A pure virtual one left out makes this class
+// abstract and the build fails; the ones with a default body (rope_and_store, top_k) would
+// silently take the slower default instead, so they are forwarded by hand.
 // Threading: the progress state is touched only during the load (one thread); afterwards the
 // forwarding methods are as thread-safe as the backend behind them.
 #pragma once
@@ -86,6 +86,11 @@ class ProgressBackend final : public kernels::Backend {
                 const kernels::RowInfo* rows) override {
     in_.kv_store(cache, layer, k, v, n, rows);
   }
+  void rope_and_store(kernels::Buffer& q, kernels::Buffer& k, const kernels::Buffer& v, kernels::KvCache& cache,
+                      int layer, int n, const kernels::RowInfo* rows, const kernels::AttentionShape& shape,
+                      float theta, kernels::RopeStyle style) override {
+    in_.rope_and_store(q, k, v, cache, layer, n, rows, shape, theta, style);
+  }
   void attention(const kernels::Buffer& q, const kernels::KvCache& cache, int layer, int n,
                  const kernels::RowInfo* rows, const kernels::AttentionShape& shape, kernels::Buffer& out) override {
     in_.attention(q, cache, layer, n, rows, shape, out);
@@ -96,6 +101,9 @@ class ProgressBackend final : public kernels::Backend {
   void add(kernels::Buffer& x, const kernels::Buffer& y, size_t count) override { in_.add(x, y, count); }
   void get_rows(const kernels::Buffer& x, const int32_t* src_rows, int n, int width, kernels::Buffer& out) override {
     in_.get_rows(x, src_rows, n, width, out);
+  }
+  void top_k(const kernels::Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) override {
+    in_.top_k(logits, n, width, k, ids, vals);
   }
 
  private:

@@ -133,6 +133,7 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
   pdl_ = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0;
+  st_->ctx.pdl = pdl_ && p.major >= 9;
   fuse_ = env_int("SBITS_CUDA_FUSE", 1, 0, 1) != 0;
   // Deferred ops (cuda_fuse.cpp) go out before any drain: a resource freed, scratch grown.
   st_->before_drain = [this] { flush_pending(); };

@@ -83,6 +83,8 @@ class CudaBackend final : public Backend {
   void rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
             RopeStyle style) override;
   void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) override;
+  void rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n, const RowInfo* rows,
+                      const AttentionShape& shape, float theta, RopeStyle style) override;
   void attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
                  const AttentionShape& shape, Buffer& out) override;
   void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) override;
@@ -95,6 +97,9 @@ class CudaBackend final : public Backend {
 
  private:
   std::unique_ptr<Weight> upload_tiled(const HostWeight& w);
+  // kv_store's checks; the arguments without the staged rows.
+  KvStoreArgs kv_store_args(const char* op, CudaKvCache& c, int layer, const Buffer& k, const Buffer& v, int n,
+                            const RowInfo* rows);
   void matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   // An f16 (or bf16) copy of x's first n rows, ld columns (zero beyond cols), with per-128-column

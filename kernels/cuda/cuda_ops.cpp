@@ -29,6 +29,27 @@ void check_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n
   }
 }
 
+// rope's checks; the arguments without the staged rows.
+RopeArgs rope_args(const char* op, CudaBuffer& xs, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+                   RopeStyle style) {
+  check_rows_pointer(op, rows, n);
+  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
+  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
+  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
+  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
+  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
+  for (int r = 0; r < n; ++r)
+    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  auto a = zeroed<RopeArgs>();
+  a.x = xs.ptr();
+  a.n = n;
+  a.n_heads = n_heads;
+  a.head_dim = head_dim;
+  a.neox = style == RopeStyle::neox;
+  a.theta = theta;
+  return a;
+}
+
 CudaKvCache& cuda_cache(KvCache& c, const char* op) {
   auto* k = dynamic_cast<CudaKvCache*>(&c);
   if (!k) fail(op, "the cache was not created by the CUDA backend");
@@ -128,24 +149,10 @@ void CudaBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInf
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   flush_pending();
   CudaBuffer& xs = cuda_buffer(x, op, "x");
-  check_rows_pointer(op, rows, n);
-  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
-  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
-  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
-  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
-  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
-  for (int r = 0; r < n; ++r)
-    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  auto a = rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
   if (n == 0) return;
   st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
-  auto a = zeroed<RopeArgs>();
-  a.x = xs.ptr();
   a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
-  a.n = n;
-  a.n_heads = n_heads;
-  a.head_dim = head_dim;
-  a.neox = style == RopeStyle::neox;
-  a.theta = theta;
   stamp(xs);
   record(run<RopeArgs, launch_rope>, a);
 }
@@ -195,11 +202,8 @@ void CudaBackend::add(Buffer& x, const Buffer& y, size_t count) {
   record(run<AddArgs, launch_add>, a);
 }
 
-void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) {
-  const char* op = "kv_store";
-  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  flush_pending();
-  CudaKvCache& c = cuda_cache(cache, op);
+KvStoreArgs CudaBackend::kv_store_args(const char* op, CudaKvCache& c, int layer, const Buffer& k, const Buffer& v,
+                                       int n, const RowInfo* rows) {
   const KvCacheDesc& d = c.desc;
   const CudaBuffer& ks = cuda_buffer(k, op, "k");
   const CudaBuffer& vs = cuda_buffer(v, op, "v");
@@ -208,14 +212,11 @@ void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buf
   const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
   check_count(op, "k", ks, n, width);
   check_count(op, "v", vs, n, width);
-  if (n == 0) return;
-  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
   auto a = zeroed<KvStoreArgs>();
   a.k_cache = c.k.get();
   a.v_cache = c.v.get();
   a.k = ks.ptr();
   a.v = vs.ptr();
-  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
   a.n = n;
   a.layer = layer;
   a.n_slots = d.n_slots;
@@ -223,7 +224,44 @@ void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buf
   a.n_kv_heads = d.n_kv_heads;
   a.head_dim = d.head_dim;
   a.f16 = d.type == KvType::f16;
+  return a;
+}
+
+void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) {
+  const char* op = "kv_store";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
+  CudaKvCache& c = cuda_cache(cache, op);
+  auto a = kv_store_args(op, c, layer, k, v, n, rows);
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
   record(run<KvStoreArgs, launch_kv_store>, a);
+  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
+}
+
+// One launch for rope(q), rope(k), kv_store: every check of the three runs before anything is
+// recorded, with the three ops' own names in the messages.
+void CudaBackend::rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n,
+                                 const RowInfo* rows, const AttentionShape& shape, float theta, RopeStyle style) {
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  flush_pending();
+  CudaBuffer& qs = cuda_buffer(q, "rope", "x");
+  CudaBuffer& ks = cuda_buffer(k, "rope", "x");
+  auto a = zeroed<RopeStoreArgs>();
+  a.q = rope_args("rope", qs, n, shape.n_heads, shape.head_dim, rows, theta, style);
+  a.k = rope_args("rope", ks, n, shape.n_kv_heads, shape.head_dim, rows, theta, style);
+  CudaKvCache& c = cuda_cache(cache, "kv_store");
+  a.kv = kv_store_args("kv_store", c, layer, k, v, n, rows);
+  if (a.kv.n_kv_heads != shape.n_kv_heads || a.kv.head_dim != shape.head_dim)
+    fail("rope_and_store", "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim,
+         ", the cache has n_kv_heads=", a.kv.n_kv_heads, " head_dim=", a.kv.head_dim);
+  if (n == 0) return;
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  a.q.rows = a.k.rows = a.kv.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
+  stamp(qs);
+  stamp(ks);
+  record(run<RopeStoreArgs, launch_rope_store>, a);
   for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
 }
 
@@ -254,16 +292,28 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
            layer, " has positions < ", end, " of that slot");
   }
   if (n == 0) return;
-  // Splits from the cache size and the batch only (never the positions: see attention.cu), enough
-  // blocks for two per multiprocessor, chunks of at least 64 positions.
+  // Splits from the cache size and the batch only, never the positions (see attention.cu).
+  // Decode (n <= 8): chunks of 32 positions (up to n_ctx / 128 for long caches), so that a
+  // step costs what its stored positions cost: each used split is one warp's 32-position round.
+  // Prefill: enough blocks for two per multiprocessor, chunks of at least 64 positions.
   const int64_t head_blocks = (int64_t(shape.n_heads) + 3) / 4 * n;
-  int64_t splits = std::clamp<int64_t>((2 * st_->ctx.sm_count + head_blocks - 1) / head_blocks, 1, (d.n_ctx + 63) / 64);
-  const int64_t chunk = ((d.n_ctx + splits - 1) / splits + 31) / 32 * 32;
-  splits = (d.n_ctx + chunk - 1) / chunk;
+  int64_t chunk;
+  if (n <= 8) {
+    chunk = std::max<int64_t>(32, ((d.n_ctx + 127) / 128 + 31) / 32 * 32);
+  } else {
+    const int64_t want = std::clamp<int64_t>((2 * st_->ctx.sm_count + head_blocks - 1) / head_blocks, 1,
+                                             (d.n_ctx + 63) / 64);
+    chunk = ((d.n_ctx + want - 1) / want + 31) / 32 * 32;
+  }
+  chunk = std::max(chunk, ((d.n_ctx + kAttentionMaxSplits - 1) / kAttentionMaxSplits + 31) / 32 * 32);
+  const int64_t splits = (d.n_ctx + chunk - 1) / chunk;
   float* partial = nullptr;
-  if (splits > 1)
+  uint32_t* counters = nullptr;
+  if (splits > 1) {
     partial = static_cast<float*>(st_->attn.ensure(
         *st_, checked_mul(op, int64_t(n) * shape.n_heads * splits, int64_t(shape.head_dim + 2) * 4), "attention"));
+    counters = static_cast<uint32_t*>(st_->attn_counters.ensure(*st_, size_t(head_blocks) * 4, "attention counters"));
+  }
   st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
   auto a = zeroed<AttentionArgs>();
   a.q = qs.ptr();
@@ -272,6 +322,7 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
   a.out = os.ptr();
   a.partial = partial;
+  a.counters = counters;
   a.n = n;
   a.layer = layer;
   a.n_slots = d.n_slots;

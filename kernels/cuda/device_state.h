@@ -56,6 +56,7 @@ struct ExecContext {
   cublasHandle_t cublas = nullptr;
   int sm_count = 1;
   int device = 0;
+  bool pdl = false;  // launch_pdl: programmatic dependent launch (SBITS_CUDA_PDL)
 };
 
 // The recorded ops of one sequence and the graphs of sequences seen before.
@@ -159,7 +160,7 @@ class DeviceState {
 
   // x as f16 (+ group sums) for the tiled kernels and cuBLAS, split-K partial sums and their
   // counters, attention partials, dequantized weight chunks for prefill, top_k's results.
-  Scratch x_half, x_sum, partial, counters, attn, dequant, topk, topk_counters;
+  Scratch x_half, x_sum, partial, counters, attn, attn_counters, dequant, topk, topk_counters;
 
  private:
   DeviceMemory cublas_workspace_;

@@ -6,11 +6,48 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "kernels/cuda/launch.h"
 #include "kernels/quant/tiled.h"
 
 namespace sbits::kernels::cuda {
+
+// Programmatic dependent launch (sm_90; no-ops before it and when the kernel was launched
+// without the attribute). A kernel launched by launch_pdl may start while the previous kernel
+// in the stream is still running: pdl_enter() waits until that kernel has finished and its
+// writes are visible, and lets the next kernel be scheduled once every block of this one runs.
+// Each kernel calls it before touching memory, so the launch overhead of consecutive ops
+// overlaps with the previous op instead of following it.
+__device__ __forceinline__ void wait_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+__device__ __forceinline__ void pdl_enter() {
+  wait_prior_grid();
+  allow_next_grid();
+}
+
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c, A&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = c.stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = c.pdl ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
+}
 
 template <int V>
 struct Int {

@@ -1,4 +1,4 @@
-// Row-wise and element-wise kernels: embed, rmsnorm, rope, kv_store, swiglu, add, get_rows,
+// Row-wise and element-wise kernels: embed, rmsnorm, rope, kv_store (and both fused), swiglu, add, get_rows,
 // the activation conversion for the tensor-core paths, and the tiled dequantization for
 // prefill. They are small next to the matmuls; their numerics follow the CPU reference
 // (kernels/cpu/cpu_ops.cpp): rmsnorm sums squares in double, rope forms angles in double.
@@ -15,6 +15,7 @@ constexpr int kThreads = 256;
 int64_t blocks_for(int64_t n, int64_t per_block) { return (n + per_block - 1) / per_block; }
 
 __global__ void embed_kernel(const EmbedArgs a) {
+  pdl_enter();
   const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (c >= a.cols) return;
   const int64_t id = a.ids[r];
@@ -50,6 +51,7 @@ __device__ __forceinline__ float rms_inverse(const RmsnormArgs& a, int64_t j) {
 }
 
 __global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs a) {
+  pdl_enter();
   const float* x = a.x + int64_t(blockIdx.x) * a.width;
   float* y = a.out + int64_t(blockIdx.x) * a.width;
   const float inv = rms_inverse(a, blockIdx.x);
@@ -57,11 +59,10 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs 
   for (int64_t i = threadIdx.x; i < a.width; i += kRmsThreads) y[i] = x[i] * inv * load_weight(a.w, a.wtype, i);
 }
 
-__global__ void rope_kernel(const RopeArgs a) {
+// Rotates pair i of head h of row r in place (angles in double, as the CPU forms them); returns
+// the pair's element indices within the row.
+__device__ __forceinline__ int2 rotate_pair(const RopeArgs& a, int64_t r, int64_t h, int64_t i) {
   const int64_t half = a.head_dim / 2;
-  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (t >= a.n * a.n_heads * half) return;
-  const int64_t i = t % half, h = (t / half) % a.n_heads, r = t / (half * a.n_heads);
   const double angle = double(a.rows[r].pos) * pow(a.theta, -2.0 * double(i) / double(a.head_dim));
   double sn_d, cs_d;
   sincos(angle, &sn_d, &cs_d);
@@ -71,21 +72,58 @@ __global__ void rope_kernel(const RopeArgs a) {
   const float x0 = v[ia], x1 = v[ib];
   v[ia] = x0 * cs - x1 * sn;
   v[ib] = x0 * sn + x1 * cs;
+  return make_int2(int(h * a.head_dim + ia), int(h * a.head_dim + ib));
+}
+
+__global__ void rope_kernel(const RopeArgs a) {
+  pdl_enter();
+  const int64_t half = a.head_dim / 2;
+  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (t >= a.n * a.n_heads * half) return;
+  rotate_pair(a, t / (half * a.n_heads), (t / half) % a.n_heads, t % half);
+}
+
+// Element e (of n_kv_heads * head_dim) of row r into the cache at the row's (slot, pos).
+__device__ __forceinline__ void store_kv(const KvStoreArgs& a, void* cache, int64_t r, int64_t e, float value) {
+  const int64_t h = e / a.head_dim, d = e % a.head_dim;
+  const RowInfo ri = a.rows[r];
+  const int64_t at = (((a.layer * a.n_slots + ri.slot) * a.n_kv_heads + h) * a.n_ctx + ri.pos) * a.head_dim + d;
+  if (a.f16)
+    static_cast<__half*>(cache)[at] = __float2half_rn(value);
+  else
+    static_cast<float*>(cache)[at] = value;
 }
 
 __global__ void kv_store_kernel(const KvStoreArgs a) {
+  pdl_enter();
   const int64_t width = a.n_kv_heads * a.head_dim;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (t >= a.n * width) return;
-  const int64_t r = t / width, e = t % width, h = e / a.head_dim, d = e % a.head_dim;
-  const RowInfo ri = a.rows[r];
-  const int64_t at = (((a.layer * a.n_slots + ri.slot) * a.n_kv_heads + h) * a.n_ctx + ri.pos) * a.head_dim + d;
-  if (a.f16) {
-    static_cast<__half*>(a.k_cache)[at] = __float2half_rn(a.k[t]);
-    static_cast<__half*>(a.v_cache)[at] = __float2half_rn(a.v[t]);
+  store_kv(a, a.k_cache, t / width, t % width, a.k[t]);
+  store_kv(a, a.v_cache, t / width, t % width, a.v[t]);
+}
+
+// rope(q), rope(k) and kv_store in one launch. Per row: the q pairs, then the k pairs (each
+// rotated k value also goes to the cache), then v two elements per thread.
+__global__ void rope_store_kernel(const RopeStoreArgs a) {
+  pdl_enter();
+  const int64_t half = a.q.head_dim / 2, qn = a.q.n_heads * half, kn = a.k.n_heads * half;
+  const int64_t per_row = qn + 2 * kn;
+  const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (t >= a.q.n * per_row) return;
+  const int64_t r = t / per_row, j = t % per_row;
+  if (j < qn) {
+    rotate_pair(a.q, r, j / half, j % half);
+  } else if (j < qn + kn) {
+    const int2 e = rotate_pair(a.k, r, (j - qn) / half, (j - qn) % half);
+    const float* row = a.k.x + r * a.k.n_heads * a.k.head_dim;
+    store_kv(a.kv, a.kv.k_cache, r, e.x, row[e.x]);
+    store_kv(a.kv, a.kv.k_cache, r, e.y, row[e.y]);
   } else {
-    static_cast<float*>(a.k_cache)[at] = a.k[t];
-    static_cast<float*>(a.v_cache)[at] = a.v[t];
+    const int64_t e = 2 * (j - qn - kn);
+    const float* row = a.kv.v + r * a.k.n_heads * a.k.head_dim;
+    store_kv(a.kv, a.kv.v_cache, r, e, row[e]);
+    store_kv(a.kv, a.kv.v_cache, r, e + 1, row[e + 1]);
   }
 }
 
@@ -97,17 +135,20 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 }
 
 __global__ void swiglu_kernel(const SwigluArgs a) {
+  pdl_enter();
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= a.count) return;
   a.out[i] = silu_times(a.gate[i], a.up[i]);
 }
 
 __global__ void add_kernel(const AddArgs a) {
+  pdl_enter();
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i < a.count) a.x[i] += a.y[i];
 }
 
 __global__ void get_rows_kernel(const GetRowsArgs a) {
+  pdl_enter();
   const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
 }
@@ -146,6 +187,7 @@ __device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, 
 
 // One block of 128 threads per 128 columns and row.
 __global__ void convert_x_kernel(const ConvertXArgs a) {
+  pdl_enter();
   const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
   convert_store(a, j, c, (j < a.n && c < a.cols) ? a.x[j * a.cols + c] : 0.0f);
 }
@@ -153,6 +195,7 @@ __global__ void convert_x_kernel(const ConvertXArgs a) {
 // swiglu, then convert_x of its output (the down projection's x), in convert_x's grid: the
 // element's f32 result is stored and converted by the same thread.
 __global__ void swiglu_convert_kernel(const SwigluConvertArgs a) {
+  pdl_enter();
   const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
   float v = 0.0f;
   if (j < a.conv.n && c < a.conv.cols) {
@@ -168,6 +211,7 @@ __global__ void swiglu_convert_kernel(const SwigluConvertArgs a) {
 // warps is one 128-column tile, and convert_x's per-tile sums are formed in the same order
 // (warp sums, then (w0 + w1) + (w2 + w3)) from shared memory.
 __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const RmsnormConvertArgs a) {
+  pdl_enter();
   __shared__ float part[kFusedConvertMaxLd / 128][4][4];
   const ConvertXArgs& cv = a.conv;
   const int64_t j = blockIdx.x, tiles = cv.ld / 128;
@@ -206,6 +250,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
 
 // One thread per (row, 32-column unit): the unit's 32 values with the reference dequantization.
 __global__ void dequant_kernel(const DequantArgs a) {
+  pdl_enter();
   const int64_t units_per_row = (a.t.cols + 31) / 32;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (t >= a.nrows * units_per_row) return;
@@ -224,45 +269,52 @@ void check_launch() { CUDA_CHECK_LAUNCH(); }
 
 void launch_embed(const EmbedArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
-  embed_kernel<<<dim3(unsigned(blocks_for(a.cols, kThreads)), unsigned(a.n)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(embed_kernel, dim3(unsigned(blocks_for(a.cols, kThreads)), unsigned(a.n)), kThreads, 0, c, a);
   check_launch();
 }
 
 void launch_rmsnorm(const RmsnormArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
-  rmsnorm_kernel<<<unsigned(a.n), kRmsThreads, 0, c.stream>>>(a);
+  launch_pdl(rmsnorm_kernel, unsigned(a.n), kRmsThreads, 0, c, a);
   check_launch();
 }
 
 void launch_rope(const RopeArgs& a, const ExecContext& c) {
   const int64_t work = a.n * a.n_heads * (a.head_dim / 2);
   if (work == 0) return;
-  rope_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(rope_kernel, unsigned(blocks_for(work, kThreads)), kThreads, 0, c, a);
+  check_launch();
+}
+
+void launch_rope_store(const RopeStoreArgs& a, const ExecContext& c) {
+  const int64_t work = a.q.n * (a.q.n_heads + 2 * a.k.n_heads) * (a.q.head_dim / 2);
+  if (work == 0) return;
+  launch_pdl(rope_store_kernel, unsigned(blocks_for(work, kThreads)), kThreads, 0, c, a);
   check_launch();
 }
 
 void launch_kv_store(const KvStoreArgs& a, const ExecContext& c) {
   const int64_t work = a.n * a.n_kv_heads * a.head_dim;
   if (work == 0) return;
-  kv_store_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(kv_store_kernel, unsigned(blocks_for(work, kThreads)), kThreads, 0, c, a);
   check_launch();
 }
 
 void launch_swiglu(const SwigluArgs& a, const ExecContext& c) {
   if (a.count == 0) return;
-  swiglu_kernel<<<unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(swiglu_kernel, unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c, a);
   check_launch();
 }
 
 void launch_add(const AddArgs& a, const ExecContext& c) {
   if (a.count == 0) return;
-  add_kernel<<<unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(add_kernel, unsigned(blocks_for(a.count, kThreads)), kThreads, 0, c, a);
   check_launch();
 }
 
 void launch_get_rows(const GetRowsArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
-  get_rows_kernel<<<dim3(unsigned(blocks_for(a.width, kThreads)), unsigned(a.n)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(get_rows_kernel, dim3(unsigned(blocks_for(a.width, kThreads)), unsigned(a.n)), kThreads, 0, c, a);
   check_launch();
 }
 
@@ -274,26 +326,26 @@ void launch_copy(const CopyArgs& a, const ExecContext& c) {
 void launch_convert_x(const ConvertXArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
   const unsigned rows = a.sums ? 8u : unsigned(a.n);  // with sums, rows n..7 get zero sums
-  convert_x_kernel<<<dim3(unsigned(blocks_for(a.ld, 128)), rows), 128, 0, c.stream>>>(a);
+  launch_pdl(convert_x_kernel, dim3(unsigned(blocks_for(a.ld, 128)), rows), 128, 0, c, a);
   check_launch();
 }
 
 void launch_rmsnorm_convert(const RmsnormConvertArgs& a, const ExecContext& c) {
   if (a.norm.n == 0) return;
-  rmsnorm_convert_kernel<<<8u, kRmsThreads, 0, c.stream>>>(a);  // 8 rows of sums (kMatvecMaxRows)
+  launch_pdl(rmsnorm_convert_kernel, 8u, kRmsThreads, 0, c, a);  // 8 rows of sums (kMatvecMaxRows)
   check_launch();
 }
 
 void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c) {
   if (a.conv.n == 0) return;
-  swiglu_convert_kernel<<<dim3(unsigned(blocks_for(a.conv.ld, 128)), 8u), 128, 0, c.stream>>>(a);
+  launch_pdl(swiglu_convert_kernel, dim3(unsigned(blocks_for(a.conv.ld, 128)), 8u), 128, 0, c, a);
   check_launch();
 }
 
 void launch_dequant(const DequantArgs& a, const ExecContext& c) {
   const int64_t work = a.nrows * ((a.t.cols + 31) / 32);
   if (work == 0) return;
-  dequant_kernel<<<unsigned(blocks_for(work, kThreads)), kThreads, 0, c.stream>>>(a);
+  launch_pdl(dequant_kernel, unsigned(blocks_for(work, kThreads)), kThreads, 0, c, a);
   check_launch();
 }
 

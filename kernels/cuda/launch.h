@@ -58,6 +58,16 @@ struct KvStoreArgs {
   int64_t n, layer, n_slots, n_ctx, n_kv_heads, head_dim, f16;
 };
 
+// rope of q and of k, then k and v into the cache (rows shared; k.x is the k buffer, kv.k the same).
+struct RopeStoreArgs {
+  RopeArgs q, k;
+  KvStoreArgs kv;
+};
+
+// Splits of one attention launch: at most this many (attention.cu keeps one weight per split
+// in shared memory for the merge).
+constexpr int64_t kAttentionMaxSplits = 256;
+
 struct AttentionArgs {
   const float* q;
   const void* k_cache;
@@ -65,6 +75,7 @@ struct AttentionArgs {
   const RowInfo* rows;  // staged
   float* out;
   float* partial;  // [n][n_heads][splits][head_dim + 2] when splits > 1
+  uint32_t* counters;  // [n][head blocks] when splits > 1, zero between launches
   int64_t n, layer, n_slots, n_ctx, n_heads, n_kv_heads, head_dim, f16;
   int64_t splits, chunk;  // positions [s * chunk, (s + 1) * chunk) go to split s
 };
@@ -207,6 +218,7 @@ void launch_embed(const EmbedArgs& a, const ExecContext& c);
 void launch_rmsnorm(const RmsnormArgs& a, const ExecContext& c);
 void launch_rope(const RopeArgs& a, const ExecContext& c);
 void launch_kv_store(const KvStoreArgs& a, const ExecContext& c);
+void launch_rope_store(const RopeStoreArgs& a, const ExecContext& c);
 void launch_attention(const AttentionArgs& a, const ExecContext& c);
 void launch_swiglu(const SwigluArgs& a, const ExecContext& c);
 void launch_add(const AddArgs& a, const ExecContext& c);

@@ -53,18 +53,6 @@ __device__ __forceinline__ float2 load_sums(const TiledMmaArgs& a, const Geometr
   return __ldg(reinterpret_cast<const float2*>(a.x_sums + tc * kXSumStride + 2 * geo.t));
 }
 
-// Programmatic dependent launch (sm_90): no-ops when the kernel was launched without it.
-__device__ __forceinline__ void wait_prior_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" :::);
-#endif
-}
-
 __device__ __forceinline__ uint64_t load_offset(const TiledMmaArgs& a, int64_t i) {
   return __ldg(reinterpret_cast<const unsigned long long*>(a.t.offsets) + i);
 }

@@ -84,6 +84,7 @@ __device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
 
 // Block (b, r): columns [b * per_block, (b + 1) * per_block) of row r.
 __global__ void __launch_bounds__(kTopKThreads) top_k_kernel(const TopKArgs a) {
+  pdl_enter();
   __shared__ uint32_t last;
   const int64_t r = blockIdx.y, b = blockIdx.x;
   const float* row = a.logits + r * a.width;
@@ -123,7 +124,7 @@ __global__ void __launch_bounds__(kTopKThreads) top_k_kernel(const TopKArgs a) {
 
 void launch_top_k(const TopKArgs& a, const ExecContext& c) {
   if (a.n == 0) return;
-  top_k_kernel<<<dim3(unsigned(a.blocks), unsigned(a.n)), kTopKThreads, 0, c.stream>>>(a);
+  launch_pdl(top_k_kernel, dim3(unsigned(a.blocks), unsigned(a.n)), kTopKThreads, 0, c, a);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -1,4 +1,4 @@
-// tech-llama-58m quantized (tiled, ~2.5 and ~4.3 bits per weight) decodes the same greedy tokens
+// tech-llama-58m quantized (sbits-quantize at 2.5 and 4.0 bits per weight) decodes the same greedy tokens
 // on CUDA as on the CPU for the five reference prompts (reference_outputs.json), 48 tokens each.
 // CUDA multiplies x rounded to f16 and sums in another order, so the two can part at a near
 // tie: a difference passes only where the CPU's logits of the two candidates are within
@@ -6,10 +6,11 @@
 // the on-device greedy choice (Session::feed_greedy, Backend::top_k) is the argmax of the
 // same backend's logits.
 //
-// The models are not in git (sbits-quantize output, 17-35 MB each): $SBITS_TL_MODELS or
-// <source>/.devcarry/models holds tl-q2.sbits and tl-q4.sbits (sbits-quantize --method uniform
-// --bpw 2.3 / 4.3 of tech-llama-58m). Without them, or without a GPU, the binary exits 77
-// (skipped).
+// The models are not in git (sbits-quantize output, 18-30 MB each): $SBITS_TL_MODELS or
+// <source>/.devcarry/models holds tl-2.5.sbits and tl-4.0.sbits, the quantizer's default output
+// (`sbits-quantize models/tech-llama-58m -o tl-2.5.sbits --bpw 2.5 --calib
+// text/techdocs_calib.txt`, and --bpw 4.0). Without them, or without a GPU, the binary exits
+// 77 (skipped).
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -27,6 +28,7 @@ namespace {
 
 constexpr double kNearTie = 0.05;  // logits of ~10: the f16 rounding of x moves them by ~1e-2
 constexpr int kTokens = 48;
+constexpr const char* kModels[] = {"tl-2.5.sbits", "tl-4.0.sbits"};
 
 std::string models_dir() {
   const char* env = std::getenv("SBITS_TL_MODELS");
@@ -34,7 +36,7 @@ std::string models_dir() {
 }
 
 const bool kHaveModels = [] {
-  for (const char* m : {"tl-q2.sbits", "tl-q4.sbits"})
+  for (const char* m : kModels)
     if (!std::filesystem::exists(models_dir() + "/" + m)) {
       std::fprintf(stderr, "%s/%s not found: skipping\n", models_dir().c_str(), m);
       std::fflush(stderr);
@@ -69,7 +71,7 @@ TEST_CASE("tech-llama-58m quantized: CUDA greedy tokens equal the CPU's (up to a
   REQUIRE(kHaveModels);
   std::ifstream in(sbits::test::data_path("models/tech-llama-58m/reference_outputs.json"));
   const nlohmann::json ref = nlohmann::json::parse(in);
-  for (const char* name : {"tl-q2.sbits", "tl-q4.sbits"}) {
+  for (const char* name : kModels) {
     auto cpu_be = make_cpu_backend(2);
     auto gpu_be = make_cuda();
     const std::string path = models_dir() + "/" + name;
@@ -111,7 +113,7 @@ TEST_CASE("tech-llama-58m quantized: feed_greedy picks the argmax of feed's logi
   auto cpu_be = make_cpu_backend(2);
   auto gpu_be = make_cuda();
   for (Backend* be : {cpu_be.get(), gpu_be.get()}) {
-    auto model = Model::load(models_dir() + "/tl-q4.sbits", *be);
+    auto model = Model::load(models_dir() + "/tl-4.0.sbits", *be);
     Session s(*model, SessionOptions{256, KvType::f16, 64});
     for (const auto& g : ref["generations"]) {
       const std::vector<int32_t> prompt = g["prompt_ids"].get<std::vector<int32_t>>();
