@@ -69,6 +69,8 @@ void Session::feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id) {
   std::vector<kernels::RowInfo> rows;
   const size_t chunk = static_cast<size_t>(forward_.max_rows());
   for (size_t start = 0; start < tokens.size(); start += chunk) {
+    if (cancel_.exchange(false))  // a long prompt is many chunks: seconds on a CPU
+      throw SessionCancelled(fmt::format("feed: cancelled after {} of {} tokens", start, tokens.size()));
     const size_t n = std::min(chunk, tokens.size() - start);
     rows.resize(n);
     for (size_t i = 0; i < n; ++i) rows[i] = {0, static_cast<int32_t>(tokens_.size() + i)};
@@ -100,10 +102,16 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
                           sp.frequency_penalty == 0.0f;
   std::span<float> logits;
   int32_t best = -1;
-  if (on_backend)
-    best = feed_greedy(prompt);
-  else
-    logits = feed(prompt);
+  try {
+    if (on_backend)
+      best = feed_greedy(prompt);
+    else
+      logits = feed(prompt);
+  } catch (const SessionCancelled&) {
+    st.prompt_seconds = seconds_since(t0);
+    st.stop = StopReason::cancelled;
+    return st;
+  }
   st.prompt_seconds = seconds_since(t0);
 
   const Tokenizer& tok = model_.tokenizer();
@@ -126,10 +134,15 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
     if (i + 1 == max_tokens) break;  // the last token needs no forward pass
     if (n_past() >= n_ctx_) { st.stop = StopReason::context_full; break; }
     const int32_t next[1] = {id};
-    if (on_backend)
-      best = feed_greedy(next);
-    else
-      logits = feed(next);
+    try {
+      if (on_backend)
+        best = feed_greedy(next);
+      else
+        logits = feed(next);
+    } catch (const SessionCancelled&) {
+      st.stop = StopReason::cancelled;
+      break;
+    }
   }
   if (std::string rest = decoder.flush(); !rest.empty() && st.generated_tokens > 0) on_token(-1, rest);
   if (st.generated_tokens > 1) st.decode_seconds = seconds_since(t_first);

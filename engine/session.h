@@ -23,6 +23,13 @@ struct SessionOptions {
 };
 
 enum class StopReason { eos, length, context_full, callback, cancelled };
+
+// Thrown by feed() and feed_greedy() when cancel() stopped a prefill at a chunk boundary; the
+// chunks before it stay in the context (n_past() counts them).
+class SessionCancelled : public EngineError {
+ public:
+  using EngineError::EngineError;
+};
 const char* stop_reason_name(StopReason r);
 
 struct GenerationStats {
@@ -67,6 +74,8 @@ class Session {
   GenerationStats generate(std::span<const int32_t> prompt, int max_tokens, Sampler& sampler,
                            const TokenCallback& on_token);
 
+  // Stops generate() before its next token, or a prefill (feed, or generate's prompt) before its
+  // next chunk of max_batch_rows tokens.
   void cancel() { cancel_.store(true); }
 
  private:

@@ -107,6 +107,22 @@ TEST_CASE("generate stops at max_tokens, at the context end, and on cancel") {
   st = s.generate(bos, 100, sampler, [&](int32_t, std::string_view) { s.cancel(); return true; });
   CHECK(st.stop == StopReason::cancelled);
   CHECK(st.generated_tokens == 1);
+
+  // A cancel stops a prefill at its next chunk boundary (here before the first of 3 chunks).
+  s.reset();
+  const std::vector<int32_t> prompt(20, bos[0]);
+  s.cancel();
+  count = 0;
+  st = s.generate(prompt, 10, sampler, [&](int32_t, std::string_view) { return ++count, true; });
+  CHECK(st.stop == StopReason::cancelled);
+  CHECK(st.generated_tokens == 0);
+  CHECK(count == 0);
+  CHECK(s.n_past() == 0);
+  s.cancel();
+  CHECK_THROWS_AS(s.feed(prompt), SessionCancelled);
+  CHECK(s.n_past() == 0);
+  CHECK(s.feed(prompt).size() == f.model->config().vocab_size);  // the cancel was consumed
+  CHECK(s.n_past() == 20);
 }
 
 TEST_CASE("forward rejects bad token ids and positions instead of reading out of bounds") {
