@@ -148,7 +148,7 @@ void run(const Options& o) {
                         double(o.decode));
     s.truncate(o.prompt);
     tg_host.push_back(seconds([&] {
-                        for (int i = 0; i < o.decode; ++i) s.feed(std::span<const int32_t>(&prompt[size_t(i)], 1));
+                        for (int i = 0; i < o.decode; ++i) s.feed(std::span<const int32_t>(&prompt[size_t(i) % prompt.size()], 1));
                       }) /
                       double(o.decode));
   }
