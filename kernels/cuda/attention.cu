@@ -1,6 +1,7 @@
 // Attention over the KV cache, split along the positions (flash-decoding): block (heads h..h+3,
 // split s, row r) runs an online softmax over positions [s * chunk, (s + 1) * chunk) of its
-// row's context, one warp per query head. The split count depends on the cache size and the
+// row's context, one warp per query head (in decode the chunk follows the row's length:
+// row_chunk). The split count depends on the cache size and the
 // batch, never on the positions, so a captured graph stays valid as the context grows: each
 // block reads its row's length from the staged rows, and splits past it return at once. The
 // last of a row's used splits to finish (a counter per row and head block, as in split-K)
@@ -77,6 +78,19 @@ __device__ void merge_splits(const AttentionArgs& a, int64_t r, int64_t h, int u
   }
 }
 
+// Positions per split for a row with `end` stored positions. Decode (a.adaptive): about
+// 8 sqrt(end / 128), to the nearest multiple of 8 - a split is one warp's chain of dependent
+// loads over its chunk, the merge a pass over the used splits, and on an H200 fixed chunks of
+// 8 / 16 / 32 were the fastest at 64 / 512 / 3900 positions (device run 9, NOTES.md) - and
+// never so small that the row needs more than the launch's splits. The launch has splits for
+// the smallest chunk, so this can follow the context without re-recording a captured graph.
+__device__ __forceinline__ int64_t row_chunk(const AttentionArgs& a, int64_t end) {
+  if (!a.adaptive) return a.chunk;
+  int64_t c = (int64_t(8.0f * sqrtf(float(end) / 128.0f)) + 4) / 8 * 8;
+  c = max(c, a.chunk);
+  return max(c, ((end + a.splits - 1) / a.splits + 7) / 8 * 8);
+}
+
 template <bool kF16>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionArgs a) {
   pdl_enter();
@@ -88,10 +102,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   const int hd = int(a.head_dim);
   const RowInfo ri = a.rows[r];
   const int64_t end = ri.pos + 1;
-  const int used = int(min(a.splits, (end + a.chunk - 1) / a.chunk));
+  const int64_t chunk = row_chunk(a, end);
+  const int used = int(min(a.splits, (end + chunk - 1) / chunk));
   if (split >= used) return;  // the whole block: nothing of this row's context is here
   const bool direct = used == 1;
-  const int64_t p_begin = split * a.chunk, p_end = min(end, p_begin + a.chunk);
+  const int64_t p_begin = split * chunk, p_end = min(end, p_begin + chunk);
   if (h < a.n_heads) {  // warps past the last head skip to the block's barriers
     const int64_t kv_head = h / (a.n_heads / a.n_kv_heads);
     const int64_t base = ((a.layer * a.n_slots + ri.slot) * a.n_kv_heads + kv_head) * a.n_ctx * a.head_dim;

@@ -135,6 +135,8 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   pdl_ = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0;
   st_->ctx.pdl = pdl_ && p.major >= 9;
   fuse_ = env_int("SBITS_CUDA_FUSE", 1, 0, 1) != 0;
+  attn_chunk_ = env_int("SBITS_CUDA_ATTN_CHUNK", 8, 8, 256) / 8 * 8;
+  attn_adaptive_ = env_int("SBITS_CUDA_ATTN_ADAPTIVE", 1, 0, 1) != 0;
   // Deferred ops (cuda_fuse.cpp) go out before any drain: a resource freed, scratch grown.
   st_->before_drain = [this] { flush_pending(); };
 }

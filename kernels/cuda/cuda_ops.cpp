@@ -293,19 +293,20 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   }
   if (n == 0) return;
   // Splits from the cache size and the batch only, never the positions (see attention.cu).
-  // Decode (n <= 8): chunks of 32 positions (up to n_ctx / 128 for long caches), so that a
-  // step costs what its stored positions cost: each used split is one warp's 32-position round.
+  // Decode (n <= 8): splits for chunks of attn_chunk_ (8) positions (larger where n_ctx would
+  // need more than kAttentionMaxSplits), so that a step costs what its stored positions cost;
+  // the kernel picks each row's chunk from its length (attention.cu row_chunk).
   // Prefill: enough blocks for two per multiprocessor, chunks of at least 64 positions.
   const int64_t head_blocks = (int64_t(shape.n_heads) + 3) / 4 * n;
   int64_t chunk;
   if (n <= 8) {
-    chunk = std::max<int64_t>(32, ((d.n_ctx + 127) / 128 + 31) / 32 * 32);
+    chunk = attn_chunk_;
   } else {
     const int64_t want = std::clamp<int64_t>((2 * st_->ctx.sm_count + head_blocks - 1) / head_blocks, 1,
                                              (d.n_ctx + 63) / 64);
     chunk = ((d.n_ctx + want - 1) / want + 31) / 32 * 32;
   }
-  chunk = std::max(chunk, ((d.n_ctx + kAttentionMaxSplits - 1) / kAttentionMaxSplits + 31) / 32 * 32);
+  chunk = std::max(chunk, ((d.n_ctx + kAttentionMaxSplits - 1) / kAttentionMaxSplits + 7) / 8 * 8);
   const int64_t splits = (d.n_ctx + chunk - 1) / chunk;
   float* partial = nullptr;
   uint32_t* counters = nullptr;
@@ -333,6 +334,7 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   a.f16 = d.type == KvType::f16;
   a.splits = splits;
   a.chunk = chunk;
+  a.adaptive = n <= 8 && attn_adaptive_;
   stamp(os);
   record(run<AttentionArgs, launch_attention>, a);
 }

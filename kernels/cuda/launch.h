@@ -66,7 +66,7 @@ struct RopeStoreArgs {
 
 // Splits of one attention launch: at most this many (attention.cu keeps one weight per split
 // in shared memory for the merge).
-constexpr int64_t kAttentionMaxSplits = 256;
+constexpr int64_t kAttentionMaxSplits = 512;
 
 struct AttentionArgs {
   const float* q;
@@ -78,6 +78,7 @@ struct AttentionArgs {
   uint32_t* counters;  // [n][head blocks] when splits > 1, zero between launches
   int64_t n, layer, n_slots, n_ctx, n_heads, n_kv_heads, head_dim, f16;
   int64_t splits, chunk;  // positions [s * chunk, (s + 1) * chunk) go to split s
+  int64_t adaptive;       // decode: chunk is the smallest; attention.cu row_chunk picks a row's
 };
 
 struct SwigluArgs {
