@@ -132,8 +132,7 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", best, 0, p.major >= 9 ? kTiledMmaVariants - 1 : 3);
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
-  pdl_ = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0;
-  st_->ctx.pdl = pdl_ && p.major >= 9;
+  st_->ctx.pdl = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0 && p.major >= 9;
   fuse_ = env_int("SBITS_CUDA_FUSE", 1, 0, 1) != 0;
   attn_chunk_ = env_int("SBITS_CUDA_ATTN_CHUNK", 8, 8, 256) / 8 * 8;
   attn_adaptive_ = env_int("SBITS_CUDA_ATTN_ADAPTIVE", 1, 0, 1) != 0;

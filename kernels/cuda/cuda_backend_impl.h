@@ -149,7 +149,6 @@ class CudaBackend final : public Backend {
   int mma_warps_per_sm_ = 8;
   int64_t mma_ring_bytes_ = 12288;  // variant 4: shared memory per warp to aim for
   std::map<int64_t, int> wide_blocks_per_sm_;  // variant 4: blocks per SM by shared memory
-  bool pdl_ = false;
   int64_t attn_chunk_ = 8;  // decode attention: positions per split at least (SBITS_CUDA_ATTN_CHUNK)
   bool attn_adaptive_ = true;  // ... and more as the context grows (SBITS_CUDA_ATTN_ADAPTIVE)
   bool fuse_ = true;  // SBITS_CUDA_FUSE=0 turns deferral and fusion off (benchmarks' baseline)

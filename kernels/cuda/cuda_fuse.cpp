@@ -107,7 +107,6 @@ void CudaBackend::record_group(const Pending& p) {
   const int64_t ld = t0.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
   auto a = zeroed<TiledMmaArgs>();
   a.variant = mma_variant_;
-  a.pdl = pdl_;
   int64_t slot_bytes = 0, block_rows = 0;
   for (int i = 0; i < p.count; ++i) {
     const CudaWeight& w = *p.mm[i].w;

@@ -209,7 +209,6 @@ void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, 
     auto a = zeroed<TiledMmaArgs>();
     a.variant = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
     if (tiled_mma_needs_offs16(a.variant) && !t.offs16) a.variant = 1;
-    a.pdl = pdl_;
     // May drain the queue to grow scratch: before anything is staged.
     tiled_split(w.slot_bytes, t.tiles_c, (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant),
                 t.rows, n, a);

@@ -186,7 +186,6 @@ struct TiledMmaArgs {
   float* partial;      // [splits][n][rows] when splits > 1
   uint32_t* counters;  // one per block row, zero between launches
   int64_t variant;
-  int64_t pdl;  // launch as a programmatic dependent of the previous kernel
   // Variant 4: each warp's ring of `stages` shared-memory slots of slot_bytes (the largest tile
   // of the weight); smem_bytes in all, for the block's kWideWarps warps and their barriers.
   int64_t stages, slot_bytes, smem_bytes;

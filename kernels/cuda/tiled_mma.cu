@@ -20,8 +20,8 @@
 //  5  wide with the tile's four 16-row MMA blocks interleaved (wide_tile_ilp).
 // A warp takes at most 32 tile columns (lane j holds the j-th tile's header).
 //
-// With TiledMmaArgs::pdl the kernel is launched as a programmatic dependent of the previous
-// one: it loads tile headers and starts copying weights (which no kernel writes) before
+// Launched as a programmatic dependent of the previous kernel (launch_pdl, when the context
+// allows it): it loads tile headers and starts copying weights (which no kernel writes) before
 // griddepcontrol.wait, and touches x, y and the split-K scratch only after it; and it lets
 // the next kernel start as soon as all its own blocks run. Launch gaps between consecutive
 // matvecs then overlap with their memory traffic.
@@ -599,22 +599,12 @@ __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(cons
 
 template <class Kernel>
 void launch(Kernel kernel, const TiledMmaArgs& a, int rows_per_block, int smem, const ExecContext& c) {
-  cudaLaunchConfig_t cfg = {};
   int64_t blocks = (a.t.rows + rows_per_block - 1) / rows_per_block;
   if (a.group > 1) {  // variants 4, 5: every member's block rows (rows_per_block is 64)
     const TiledMmaMember& m = a.members[a.group - 1];
     blocks = m.block0 + (m.t.rows + rows_per_block - 1) / rows_per_block;
   }
-  cfg.gridDim = dim3(unsigned(blocks), unsigned(a.splits));
-  cfg.blockDim = dim3(128);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = c.stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = a.pdl ? 1 : 0;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  launch_pdl(kernel, dim3(unsigned(blocks), unsigned(a.splits)), dim3(128), size_t(smem), c, a);
 }
 
 }  // namespace
