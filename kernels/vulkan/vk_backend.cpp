@@ -19,7 +19,13 @@ VulkanStats vulkan_stats(const Backend& backend) {
 double vulkan_copy_seconds(Backend& backend, size_t bytes, int iters) {
   auto* b = dynamic_cast<vk::VulkanBackend*>(&backend);
   if (!b) vk::fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
-  return b->copy_seconds(bytes, iters);
+  return b->copy_seconds(bytes, iters, false);
+}
+
+double vulkan_compute_copy_seconds(Backend& backend, size_t bytes, int iters) {
+  auto* b = dynamic_cast<vk::VulkanBackend*>(&backend);
+  if (!b) vk::fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
+  return b->copy_seconds(bytes, iters, true);
 }
 
 }  // namespace sbits::kernels
@@ -159,11 +165,12 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
                  std::to_string(VK_API_VERSION_MINOR(c.props.apiVersion)) + ", " + c.info.type + ", " +
                  c.info.driver + ", " + std::to_string((c.info.device_local_bytes + (1u << 29)) >> 30) + " GiB" +
                  (c.subgroup_arith ? ", subgroups " + std::to_string(c.subgroup_size) : std::string()) + ")";
-  // Tuning knob for benchmarks and tests: rows per workgroup of the tiled matvec (64, 32, 16,
-  // 8, 4, 2 or 1; unset = 64 on CPU drivers, 8 on GPUs).
-  matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 64);
-  if (matvec_rows_ != 0 && (64 % matvec_rows_ != 0))
-    fail("backend", "SBITS_VULKAN_MATVEC_ROWS=", matvec_rows_, " must divide 64");
+  // Tuning knobs for benchmarks and tests: rows per workgroup (8..256) and per invocation (1,
+  // 2 or 4) of the tiled matvec; unset: chosen from the device and n (vk_matmul.cpp).
+  matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 256);
+  matvec_nr_ = env_int("SBITS_VULKAN_MATVEC_NR", 0, 0, 4);
+  if (matvec_nr_ == 3) fail("backend", "SBITS_VULKAN_MATVEC_NR=3 must be 1, 2 or 4");
+  if (matvec_rows_ != 0 || matvec_nr_ != 0) matvec_shape(1);  // refuse a bad pair now, not at the first matmul
 }
 
 VulkanStats VulkanBackend::stats() const {
@@ -172,6 +179,7 @@ VulkanStats VulkanBackend::stats() const {
   s.ops = st_->stream.ops;
   s.submits = st_->stream.submits;
   s.replays = st_->stream.replays;
+  s.barriers = st_->stream.barriers;
   s.validation_errors = st_->ctx.validation_errors;
   s.validation = st_->ctx.validation;
   s.subgroup_reductions = st_->ctx.subgroup_arith;
@@ -179,17 +187,26 @@ VulkanStats VulkanBackend::stats() const {
   return s;
 }
 
-double VulkanBackend::copy_seconds(size_t bytes, int iters) {
+double VulkanBackend::copy_seconds(size_t bytes, int iters, bool compute) {
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  if (iters < 1 || bytes == 0 || bytes % 4) fail("copy benchmark", "need iters >= 1 and bytes a positive multiple of 4");
+  if (iters < 1 || bytes == 0 || bytes % 16)
+    fail("copy benchmark", "need iters >= 1 and bytes a positive multiple of 16");
+  if (bytes / 16 > 0xffffffffu) fail("copy benchmark", bytes, " bytes: at most 2^32 words of 16 bytes");
   DeviceBuffer a(st_->ctx, bytes, false, "copy benchmark"), b(st_->ctx, bytes, false, "copy benchmark");
+  const uint32_t words = uint32_t(bytes / 16);
+  const uint32_t groups = uint32_t(std::min<size_t>(65535, std::max<size_t>(1, (bytes >> 20) * 4)));
+  auto copy = [&](VkBuffer from, VkBuffer to) {
+    if (!compute) return st_->stream.copy(from, 0, to, 0, bytes);
+    st_->stream.dispatch(pipeline("copy", {}, 2), {BufRef{from}, BufRef{to}}, &words, 4, groups);
+  };
   st_->stream.flush();
+  st_->stream.reserve(0, 2, "copy benchmark");
   st_->stream.zero(a.buffer, 0, bytes);
-  st_->stream.copy(a.buffer, 0, b.buffer, 0, bytes);  // warm up
+  copy(a.buffer, b.buffer);  // warm up (and the pipeline)
   st_->stream.flush();
+  st_->stream.reserve(0, uint32_t(iters), "copy benchmark");
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i)
-    (i % 2 ? st_->stream.copy(b.buffer, 0, a.buffer, 0, bytes) : st_->stream.copy(a.buffer, 0, b.buffer, 0, bytes));
+  for (int i = 0; i < iters; ++i) (i % 2 ? copy(b.buffer, a.buffer) : copy(a.buffer, b.buffer));
   st_->stream.flush();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
 }

@@ -80,6 +80,9 @@ VKAPI_ATTR VkBool32 VKAPI_CALL on_debug_message(VkDebugUtilsMessageSeverityFlagB
   return VK_FALSE;
 }
 
+// With validation, synchronization validation too (unless SBITS_VULKAN_SYNC_VALIDATION=0): it
+// reports a missing barrier between two ops that touch the same memory as an error, which is
+// what checks the stream's barrier elision (vk_stream.h).
 VkInstance create_instance(bool validation) {
   VkApplicationInfo app{VK_STRUCTURE_TYPE_APPLICATION_INFO};
   app.pApplicationName = "sbits";
@@ -88,12 +91,20 @@ VkInstance create_instance(bool validation) {
   VkInstanceCreateInfo ci{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
   ci.pApplicationInfo = &app;
   const char* layers[] = {kValidationLayer};
-  const char* exts[] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+  const char* exts[] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME, VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME};
+  const VkValidationFeatureEnableEXT sync = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT;
+  VkValidationFeaturesEXT features{VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT};
+  features.enabledValidationFeatureCount = 1;
+  features.pEnabledValidationFeatures = &sync;
   if (validation) {
     ci.enabledLayerCount = 1;
     ci.ppEnabledLayerNames = layers;
     ci.enabledExtensionCount = 1;
     ci.ppEnabledExtensionNames = exts;
+    if (env_flag("SBITS_VULKAN_SYNC_VALIDATION", true)) {
+      ci.enabledExtensionCount = 2;
+      ci.pNext = &features;
+    }
   }
   VkInstance inst = VK_NULL_HANDLE;
   VK_CHECK(vkCreateInstance(&ci, nullptr, &inst));
@@ -437,6 +448,7 @@ const Pipeline& PipelineCache::get(const std::string& name, const std::string& f
   }
   Pipeline p;
   p.n_bindings = n_bindings;
+  p.writes = shader_writes(family, spec);
   std::vector<VkDescriptorSetLayoutBinding> b(n_bindings);
   for (uint32_t i = 0; i < n_bindings; ++i)
     b[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};

@@ -115,6 +115,7 @@ struct Pipeline {
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
   uint32_t n_bindings = 0;
+  uint32_t writes = 0;  // bit i: the shader writes binding i (the others it only reads)
 };
 
 // SPIR-V of one shader family, embedded at build time (vk_shaders.cpp).
@@ -123,6 +124,9 @@ struct ShaderCode {
   size_t n_words = 0;
 };
 ShaderCode shader_code(const std::string& family, bool subgroups);
+// The bindings a shader family writes with these specialization constants (bit i = binding
+// i), for the stream's hazard tracking: everything else it binds is only read.
+uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& spec);
 
 // Pipelines by name ("matvec_tiled", "rows_f16", ...): created on first use from a shader
 // family and specialization constants (constant_id i = spec[i]), then reused.

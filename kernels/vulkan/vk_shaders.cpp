@@ -3,6 +3,8 @@
 
 #include "attention_sg0_spv.h"
 #include "attention_sg1_spv.h"
+#include "copy_sg0_spv.h"
+#include "copy_sg1_spv.h"
 #include "elementwise_sg0_spv.h"
 #include "elementwise_sg1_spv.h"
 #include "kv_store_sg0_spv.h"
@@ -30,6 +32,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
     return subgroups ? ShaderCode{k_spv_##name##_sg1, sizeof(k_spv_##name##_sg1) / 4}           \
                      : ShaderCode{k_spv_##name##_sg0, sizeof(k_spv_##name##_sg0) / 4};
   SBITS_VK_SHADER(attention)
+  SBITS_VK_SHADER(copy)
   SBITS_VK_SHADER(elementwise)
   SBITS_VK_SHADER(kv_store)
   SBITS_VK_SHADER(matmul_dense)
@@ -41,6 +44,18 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(topk)
 #undef SBITS_VK_SHADER
   fail("pipeline", "no shader family '", family, "' is embedded in this build");
+}
+
+uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& spec) {
+  // As declared in shaders/*.comp (the bindings not marked readonly that are stored to).
+  if (family == "elementwise") return !spec.empty() && spec[0] == 0 ? 1u << 0 : 1u << 2;  // add: A; swiglu: C
+  if (family == "rope") return 1u << 0;
+  if (family == "kv_store") return (1u << 2) | (1u << 3);
+  if (family == "attention") return 1u << 4;
+  if (family == "tiled") return 1u << 3;
+  if (family == "topk" || family == "copy") return 1u << 1;
+  if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense") return 1u << 2;
+  fail("pipeline", "no write set is known for shader family '", family, "'");
 }
 
 }  // namespace sbits::kernels::vk

@@ -70,9 +70,41 @@ void Stream::start_recording() {
   for (const Op& op : ops_) record(op);
 }
 
+void Stream::accesses(const Op& op, std::vector<Access>& out) {
+  out.clear();
+  auto range = [](VkBuffer b, VkDeviceSize off, VkDeviceSize len, bool write) {
+    return Access{b, off, len == VK_WHOLE_SIZE ? VK_WHOLE_SIZE : off + len, write};
+  };
+  if (op.kind == Kind::copy) {
+    out.push_back(range(op.src, op.src_off, op.bytes, false));
+    out.push_back(range(op.dst, op.dst_off, op.bytes, true));
+  } else if (op.kind == Kind::zero) {
+    out.push_back(range(op.dst, op.dst_off, op.bytes, true));
+  } else {
+    for (uint32_t i = 0; i < op.n_bindings; ++i)
+      out.push_back(range(op.bindings[i].buffer, op.bindings[i].offset, op.bindings[i].range,
+                          (op.pipeline->writes >> i) & 1u));
+  }
+}
+
+bool Stream::needs_barrier(const Op& op) {
+  accesses(op, op_access_);
+  bool conflict = false;
+  for (const Access& a : op_access_)
+    for (const Access& b : since_barrier_)
+      if ((a.write || b.write) && a.buffer == b.buffer && a.lo < b.hi && b.lo < a.hi) conflict = true;
+  if (conflict) since_barrier_.clear();
+  since_barrier_.insert(since_barrier_.end(), op_access_.begin(), op_access_.end());
+  return conflict;
+}
+
 void Stream::record(const Op& op) {
   VkCommandBuffer cmd = slots_[rec_].cmd;
-  if (!first_op_) {  // the submission itself orders the first op after earlier work and host writes
+  if (first_op_) {  // the submission itself orders the first op after earlier work and host writes
+    since_barrier_.clear();
+    needs_barrier(op);
+  } else if (needs_barrier(op)) {
+    ++barriers;
     VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
     mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
     mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |

@@ -1,7 +1,13 @@
 // Recording ops into a command buffer, submitting it, and replaying it when a step repeats.
 //
-// Every op becomes one dispatch (or copy) preceded by a global memory barrier: ops run in
-// order, as the interface promises, and the barrier is cheap next to the memory-bound kernels.
+// Every op becomes one dispatch (or copy). Ops must appear to run in order, as the interface
+// promises, but a barrier (a global memory barrier: compute and transfer) is recorded only
+// before an op that conflicts with one recorded since the last barrier: it reads a range one of
+// them wrote (read after write), or writes a range one of them read or wrote. So the q, k and
+// v matmuls of a layer, which read the same x and write three buffers, run without barriers
+// between them. Which bindings an op writes comes from its pipeline (shader_writes); copies
+// read their source and write their destination. The decision depends only on the ops, so a
+// replayed command buffer carries the right barriers for the same ops.
 // Host arguments go into a host-visible ring that is reset at each submission, so a repeated
 // sequence of ops stages its arguments at the same ring offsets.
 //
@@ -51,7 +57,7 @@ class Stream {
   // Submits what was recorded (or replays) and waits; nothing happens when there are no ops.
   void flush();
 
-  uint64_t ops = 0, submits = 0, replays = 0;
+  uint64_t ops = 0, submits = 0, replays = 0, barriers = 0;  // barriers: recorded, replays not counted
 
  private:
   static constexpr size_t kRingBytes = size_t(32) << 20;
@@ -75,6 +81,17 @@ class Stream {
     VkDescriptorPool pool = VK_NULL_HANDLE;
   };
 
+  // A byte range of a buffer an op touches; hi is exclusive (VK_WHOLE_SIZE: to the end).
+  struct Access {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceSize lo = 0, hi = 0;
+    bool write = false;
+  };
+  static void accesses(const Op& op, std::vector<Access>& out);
+  // True when `op` conflicts with the accesses since the last barrier; then they are replaced
+  // by op's own, else op's are added.
+  bool needs_barrier(const Op& op);
+
   void add(const Op& op);
   void start_recording();     // into slots_[rec_], re-recording ops_ so far
   void record(const Op& op);  // into the recording command buffer
@@ -87,6 +104,7 @@ class Stream {
   int rec_ = 0;               // the slot being recorded (the other holds the last submission)
   bool recording_ = false;    // slots_[rec_] has begun
   bool first_op_ = true;      // no barrier before the first op of a submission
+  std::vector<Access> since_barrier_, op_access_;  // accesses since the last barrier; scratch
   std::vector<Op> ops_;       // this submission's ops
   std::vector<Op> last_ops_;  // the ops of slots_[1 - rec_], when it may be replayed
   uint64_t last_destroyed_ = 0;

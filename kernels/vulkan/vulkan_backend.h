@@ -20,8 +20,8 @@
 // and the source line (VK_CHECK). Nothing aborts.
 //
 // Validation: SBITS_VULKAN_VALIDATION=1 (or a debug build) enables VK_LAYER_KHRONOS_validation
-// when it is installed; every message of severity error is counted (vulkan_stats) and printed
-// to stderr.
+// when it is installed, with synchronization validation (SBITS_VULKAN_SYNC_VALIDATION=0: without);
+// every message of severity error is counted (vulkan_stats) and printed to stderr.
 //
 // KV cache layout (K and V separate arrays): [layer][slot][kv_head][pos][head_dim], f16
 // (default) or f32, as on the CPU.
@@ -59,6 +59,7 @@ struct VulkanStats {
   uint64_t ops = 0;                // dispatches and copies recorded
   uint64_t submits = 0;            // command buffers submitted
   uint64_t replays = 0;            // submissions that replayed the previous command buffer
+  uint64_t barriers = 0;           // barriers recorded between ops (replayed ones not counted)
   uint64_t validation_errors = 0;  // messages of severity error from the validation layer
   bool validation = false;         // the validation layer is enabled
   bool subgroup_reductions = false;  // the shaders reduce with subgroup arithmetic
@@ -72,5 +73,8 @@ VulkanStats vulkan_stats(const Backend& backend);
 // device-local buffers), `iters` copies recorded in one submission, host wall time. Throws
 // KernelError when `backend` is not a Vulkan backend.
 double vulkan_copy_seconds(Backend& backend, size_t bytes, int iters);
+// The same through a compute shader (uvec4 loads and stores, a grid of 4 workgroups per 1 MiB
+// up to 65535): what the shader cores can stream, the baseline the matvec benchmark compares with.
+double vulkan_compute_copy_seconds(Backend& backend, size_t bytes, int iters);
 
 }  // namespace sbits::kernels

@@ -227,3 +227,43 @@ TEST_CASE("vulkan: buffers carved from shared memory blocks keep their contents 
 }
 
 }  // namespace sbits::kernels::test
+
+namespace sbits::kernels::test {
+
+// Barriers only on hazards (vk_stream.h): three matmuls that read one x and write three
+// buffers (a layer's q, k, v) need none between them; an add that reads y2 into y1 needs one
+// (read after write), which also orders the matmuls' reads of x before a new write of x; the
+// matmul that reads the new x needs one. Synchronization validation (on in ctest) would report
+// a missing one; the results must equal the CPU's.
+TEST_CASE("vulkan: barriers are recorded only between ops that touch the same memory") {
+  auto cpu = make_cpu_backend(1);
+  auto vk = make_vk();
+  std::mt19937_64 rng(11);
+  std::vector<TestWeight> ws;
+  for (int i = 0; i < 3; ++i) ws.push_back(make_weight(WeightType::f32, 48, 40, rng));
+  const std::vector<float> x0 = random_floats(rng, 40), x1 = random_floats(rng, 40);
+  std::vector<std::vector<float>> got, want;
+  for (Backend* be : {cpu.get(), vk.get()}) {
+    std::vector<std::unique_ptr<Weight>> w;
+    for (const TestWeight& t : ws) w.push_back(be->upload(t.host));
+    auto x = make_buffer(*be, x0), y1 = be->alloc(48), y2 = be->alloc(48), y3 = be->alloc(48);
+    be->synchronize();
+    const uint64_t b0 = be == vk.get() ? vulkan_stats(*vk).barriers : 0;
+    be->matmul(*w[0], *x, 1, *y1, false);
+    be->matmul(*w[1], *x, 1, *y2, false);
+    be->matmul(*w[2], *x, 1, *y3, false);  // independent of the two before: no barrier
+    be->add(*y1, *y2, 48);                 // reads y2: one
+    be->write(*x, x1.data(), 40);          // x was read, but before the add's barrier: none
+    be->matmul(*w[2], *x, 1, *y2, true);   // reads the new x: one
+    be->synchronize();                     // one submission (barriers are counted as recorded)
+    if (be == vk.get()) CHECK(vulkan_stats(*vk).barriers == b0 + 2);  // a barrier per op: 5
+    std::vector<float> all = read_all(*be, *y1), b2 = read_all(*be, *y2), b3 = read_all(*be, *y3);
+    all.insert(all.end(), b2.begin(), b2.end());
+    all.insert(all.end(), b3.begin(), b3.end());
+    (be == cpu.get() ? want : got).push_back(all);
+  }
+  CHECK(scaled_diff(got[0], want[0]) <= 1e-5);
+  check_clean(*vk);
+}
+
+}  // namespace sbits::kernels::test
