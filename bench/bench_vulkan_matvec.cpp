@@ -1,5 +1,5 @@
-// bench_vulkan_matvec: effective bandwidth of the Vulkan backend's tiled matvec (decode, n = 1
-// row of x) against the device-to-device copy bandwidth measured in the same run.
+// bench_vulkan_matvec: effective bandwidth of the Vulkan backend's tiled matvec (decode, n rows
+// of x, default 1) against the device-to-device copy bandwidth measured in the same run.
 //
 // Shapes 4096x4096, 11008x4096, 4096x11008, 32000x4096; tiles of 64 x 128 with one scale
 // group, all 2-, 3-, 4- or 8-bit. Each configuration is uploaded in as many copies as make
@@ -9,16 +9,22 @@
 // clock, submission included.
 //
 // Bandwidth counts the bytes of the tiled tensor (codes, scales, tile table); the copy counts
-// bytes read plus bytes written. Prints a table and writes JSON to
+// bytes read plus bytes written. Two copies are measured: a compute shader (uvec4 loads and
+// stores: what the shader cores can stream, the baseline of '% copy') and vkCmdCopyBuffer
+// (which a driver may give to a copy engine: 837 GB/s on an H200 against ~4.2 TB/s for the
+// shader copy, so it would flatter the kernels). Prints a table and writes JSON to
 // bench/results/vulkan_matvec_<device>.json (bench/results of the working directory when it has
 // one, else of the source tree; or --out FILE).
 //
 // Options: --device N   Vulkan device (sbits-run --list-devices; default 0 = preferred)
 //          --quick      a smoke run (llvmpipe): one shape (4096x4096), one copy, 2 matvecs a round, 1 round
 //          --rounds N   timed rounds (default 7)
+//          --n N        rows of x (1..8, default 1)
+//          --bits LIST  bitwidths, e.g. 3,4 (default 2,3,4,8)
+//          --shapes L   e.g. 4096x4096,32000x4096 (default the four above)
 //          --out FILE   JSON path
-// Environment: SBITS_VULKAN_MATVEC_ROWS (rows per workgroup of the tiled matvec: 64 32 16 8 4
-// 2 1; default 8 on GPUs) is recorded in the JSON.
+// Environment: SBITS_VULKAN_MATVEC_ROWS and SBITS_VULKAN_MATVEC_NR (rows per workgroup and per
+// invocation of the tiled matvec; vk_matmul.cpp) are recorded in the JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,8 +52,19 @@ struct Options {
   int device = 0;
   bool quick = false;
   int rounds = 7;
+  int n = 1;
+  std::vector<int> bits = {2, 3, 4, 8};
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
   std::string out;
 };
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  for (size_t next; (next = s.find(sep, at)) != std::string::npos; at = next + 1) out.push_back(s.substr(at, next - at));
+  out.push_back(s.substr(at));
+  return out;
+}
 
 // A tiled tensor with every tile at `bits`: random codes, sane f16 scales (the values do not
 // matter for bandwidth, only that nothing is NaN).
@@ -122,6 +139,18 @@ Options parse(int argc, char** argv) {
     if (a == "--device") o.device = std::stoi(value());
     else if (a == "--quick") o.quick = true, o.rounds = 1;
     else if (a == "--rounds") o.rounds = std::max(1, std::stoi(value()));
+    else if (a == "--n") o.n = std::clamp(std::stoi(value()), 1, 8);
+    else if (a == "--bits") {
+      o.bits.clear();
+      for (const std::string& b : split(value(), ',')) o.bits.push_back(std::stoi(b));
+    } else if (a == "--shapes") {
+      o.shapes.clear();
+      for (const std::string& sh : split(value(), ',')) {
+        const auto rc = split(sh, 'x');
+        if (rc.size() != 2) throw std::runtime_error("shape '" + sh + "' is not ROWSxCOLS");
+        o.shapes.emplace_back(std::stoll(rc[0]), std::stoll(rc[1]));
+      }
+    }
     else if (a == "--out") o.out = value();
     else throw std::runtime_error("unknown option " + a + " (see the comment at the top of the source)");
   }
@@ -134,12 +163,12 @@ nlohmann::json run_case(Backend& be, const Options& o, int64_t rows, int64_t col
   const size_t copies = o.quick ? 1 : std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
   std::vector<std::unique_ptr<Weight>> ws;
   for (size_t c = 0; c < copies; ++c) ws.push_back(be.upload(t.host));
-  auto x = be.alloc(size_t(cols)), y = be.alloc(size_t(rows));
-  std::vector<float> xv(size_t(cols), 0.01f);
+  auto x = be.alloc(size_t(cols) * size_t(o.n)), y = be.alloc(size_t(rows) * size_t(o.n));
+  std::vector<float> xv(size_t(cols) * size_t(o.n), 0.01f);
   be.write(*x, xv.data(), xv.size());
   const int per_round = o.quick ? 2 : int(std::max<size_t>(copies, 64));
   auto round = [&] {
-    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % copies], *x, 1, *y, false);
+    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % copies], *x, o.n, *y, false);
     be.synchronize();
   };
   round();  // pipelines, first touch; later rounds replay its command buffer
@@ -183,17 +212,22 @@ int main(int argc, char** argv) {
     const VulkanDeviceInfo& dev = devs.at(size_t(o.device));
     std::printf("device: %s\n", be->device_description().c_str());
     const size_t copy_bytes = o.quick ? size_t(16) << 20 : size_t(256) << 20;
-    const double copy_s = vulkan_copy_seconds(*be, copy_bytes, o.quick ? 2 : 20);
+    const double copy_s = vulkan_compute_copy_seconds(*be, copy_bytes, o.quick ? 2 : 20);
     const double copy_gbs = 2.0 * double(copy_bytes) / copy_s / 1e9;
-    std::printf("copy: %.1f GB/s (read + write of %zu MiB)\n\n", copy_gbs, copy_bytes >> 20);
+    const double xfer_s = vulkan_copy_seconds(*be, copy_bytes, o.quick ? 2 : 20);
+    const double xfer_gbs = 2.0 * double(copy_bytes) / xfer_s / 1e9;
+    std::printf("copy: %.1f GB/s compute shader, %.1f GB/s vkCmdCopyBuffer (read + write of %zu MiB)\n", copy_gbs,
+                xfer_gbs, copy_bytes >> 20);
+    std::printf("n = %d; %% copy is against the compute-shader copy\n\n", o.n);
     std::printf("%-12s %4s %10s %10s %10s %8s\n", "shape", "bits", "MiB", "us", "GB/s", "% copy");
     nlohmann::json results = nlohmann::json::array();
-    std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
+    std::vector<std::pair<int64_t, int64_t>> shapes = o.shapes;
     if (o.quick) shapes.resize(1);
     for (auto [rows, cols] : shapes)
-      for (int bits : {2, 3, 4, 8}) results.push_back(run_case(*be, o, rows, cols, bits, copy_gbs));
+      for (int bits : o.bits) results.push_back(run_case(*be, o, rows, cols, bits, copy_gbs));
     const VulkanStats st = vulkan_stats(*be);
     const char* rw = std::getenv("SBITS_VULKAN_MATVEC_ROWS");
+    const char* nr = std::getenv("SBITS_VULKAN_MATVEC_NR");
     const std::time_t now = std::time(nullptr);
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
@@ -203,13 +237,17 @@ int main(int argc, char** argv) {
                               {"driver", dev.driver},
                               {"description", be->device_description()},
                               {"date", when},
-                              {"n", 1},
+                              {"n", o.n},
                               {"quick", o.quick},
                               {"tile", "64x128, group 128"},
                               {"matvec_rows_per_workgroup", rw ? rw : "default"},
+                              {"matvec_rows_per_invocation", nr ? nr : "default"},
+                              {"barriers", st.barriers},
                               {"subgroup_reductions", st.subgroup_reductions},
                               {"replays", st.replays},
                               {"copy_gbs", copy_gbs},
+                              {"copy_baseline", "compute shader, uvec4"},
+                              {"copy_cmd_gbs", xfer_gbs},
                               {"results", results}};
     const std::string out = output_path(o, dev);
     std::ofstream f(out);
