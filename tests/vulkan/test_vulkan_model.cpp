@@ -4,8 +4,8 @@
 // steps (f32 weights, sums in another order: 1e-3 absolute on logits of magnitude ~10 with an
 // f32 KV cache, 5e-3 with an f16 one; see the test), the decode steps replaying the previous
 // step's command buffer. tech-llama-58m quantized to 4-bit tiles
-// (fixture vulkan_quantize_model) gives the CPU's greedy tokens on two reference prompts, one
-// short (the tiled matvec) and one of 10 tokens (the prefill GEMM over dequantized tiles).
+// (fixture vulkan_quantize_model) gives the CPU's greedy tokens on the five reference prompts
+// (the comparison and its near-tie rule: tests/greedy_check.h).
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -14,6 +14,7 @@
 
 #include "engine/session.h"
 #include "tests/engine/engine_test_models.h"
+#include "tests/greedy_check.h"
 #include "tests/test_data.h"
 #include "tests/vulkan/vulkan_test_util.h"
 
@@ -74,34 +75,53 @@ TEST_CASE("stories260K: Vulkan logits follow the CPU's through prefill and decod
   check_clean(*vk_be);
 }
 
-TEST_CASE("tech-llama-58m 4-bit tiled: Vulkan gives the CPU's greedy tokens on reference prompts") {
+// The issue's deliverable: the CPU's greedy tokens through Vulkan on all five reference
+// prompts (3 to 10 tokens: the prefill takes the batched matvec, n = 3..7, and for the 10-token
+// prompt the GEMM over dequantized tiles), kSteps tokens each, with the default f16 KV cache.
+// Both sessions are fed the CPU's token, so one near tie does not end the comparison. Logits
+// (magnitude ~10..30) stay within kLogitTol: the backends sum in another order, and a key or
+// value near an f16 rounding boundary can round to neighbouring halves (see the test above).
+TEST_CASE("tech-llama-58m 4-bit tiled: Vulkan gives the CPU's greedy tokens on the five reference prompts") {
+  constexpr int kSteps = 3;             // llvmpipe: ~1-2 s per forward pass of this model on 2 cores
+  constexpr double kLogitTol = 1e-2;    // measured worst: see NOTES.md
+  constexpr double kNearTie = 0.05;     // as tests/cuda/test_cuda_greedy.cpp
   std::ifstream in(sbits::test::data_path("models/tech-llama-58m/reference_outputs.json"));
   const nlohmann::json ref = nlohmann::json::parse(in);
+  REQUIRE(ref["generations"].size() == 5);
   auto cpu_be = make_cpu_backend(2);
   auto vk_be = make_vk();
   const std::string path = sbits::test::engine_model("tech-llama-58m-q4.sbits");
   auto cpu_model = Model::load(path, *cpu_be);
   auto vk_model = Model::load(path, *vk_be);
-  for (int prompt : {0, 1}) {
-    const std::vector<int32_t> ids = ref["generations"][prompt]["prompt_ids"].get<std::vector<int32_t>>();
-    // f32 KV cache: the backends then differ only in the order of f32 sums over the same
-    // dequantized weights (logits of magnitude ~10..30).
-    Session cs(*cpu_model, SessionOptions{64, KvType::f32, 16});
-    Session gs(*vk_model, SessionOptions{64, KvType::f32, 16});
+  Session cs(*cpu_model, SessionOptions{64, KvType::f16, 16});
+  Session gs(*vk_model, SessionOptions{64, KvType::f16, 16});
+  int same = 0, ties = 0;
+  double worst = 0;
+  for (const auto& g : ref["generations"]) {
+    const std::vector<int32_t> ids = g["prompt_ids"].get<std::vector<int32_t>>();
+    cs.reset();
+    gs.reset();
     std::span<float> lc = cs.feed(ids), lg = gs.feed(ids);
-    for (int step = 0; step < 3; ++step) {  // llvmpipe takes ~2 s per token of this model
-      INFO("prompt ", prompt, " step ", step);
-      CHECK(max_abs_diff_span(lg, lc) <= 2e-3);
-      int32_t next_c = 0, next_g = 0;
-      for (size_t i = 1; i < lc.size(); ++i) {
-        if (lc[i] > lc[size_t(next_c)]) next_c = int32_t(i);
-        if (lg[i] > lg[size_t(next_g)]) next_g = int32_t(i);
+    for (int step = 0; step < kSteps; ++step) {
+      const std::string label = "prompt '" + g["prompt"].get<std::string>() + "' token " + std::to_string(step);
+      INFO(label);
+      const double diff = max_abs_diff_span(lg, lc);
+      worst = std::max(worst, diff);
+      CHECK(diff <= kLogitTol);
+      const sbits::test::GreedyStep st = sbits::test::compare_greedy(lc, lg, label, "vulkan");
+      if (st.same()) {
+        ++same;
+      } else {
+        ++ties;
+        CHECK(st.gap <= kNearTie);
       }
-      CHECK(next_g == next_c);
-      lc = cs.feed(std::span<const int32_t>(&next_c, 1));
-      lg = gs.feed(std::span<const int32_t>(&next_c, 1));
+      lc = cs.feed(std::span<const int32_t>(&st.ref_id, 1));
+      lg = gs.feed(std::span<const int32_t>(&st.ref_id, 1));
     }
   }
+  std::printf("tech-llama-58m q4: %d of %d greedy tokens the same, %d near ties; worst logit difference %.5f\n", same,
+              5 * kSteps, ties, worst);
+  CHECK(vulkan_stats(*vk_be).replays >= 5);  // the decode steps after the first of each prompt
   check_clean(*vk_be);
 }
 
