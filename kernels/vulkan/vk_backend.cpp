@@ -165,12 +165,11 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
                  std::to_string(VK_API_VERSION_MINOR(c.props.apiVersion)) + ", " + c.info.type + ", " +
                  c.info.driver + ", " + std::to_string((c.info.device_local_bytes + (1u << 29)) >> 30) + " GiB" +
                  (c.subgroup_arith ? ", subgroups " + std::to_string(c.subgroup_size) : std::string()) + ")";
-  // Tuning knobs for benchmarks and tests: rows per workgroup (8..256) and per invocation (1,
-  // 2 or 4) of the tiled matvec; unset: chosen from the device and n (vk_matmul.cpp).
-  matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 256);
-  matvec_nr_ = env_int("SBITS_VULKAN_MATVEC_NR", 0, 0, 4);
-  if (matvec_nr_ == 3) fail("backend", "SBITS_VULKAN_MATVEC_NR=3 must be 1, 2 or 4");
-  if (matvec_rows_ != 0 || matvec_nr_ != 0) matvec_shape(1);  // refuse a bad pair now, not at the first matmul
+  // Tuning knob for benchmarks and tests: rows per workgroup of the tiled matvec (8, 16, 32
+  // or 64; unset: 64 on CPU drivers, 8 on GPUs).
+  matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 64);
+  if (matvec_rows_ != 0 && matvec_rows_ != 8 && matvec_rows_ != 16 && matvec_rows_ != 32 && matvec_rows_ != 64)
+    fail("backend", "SBITS_VULKAN_MATVEC_ROWS=", matvec_rows_, " must be 8, 16, 32 or 64");
 }
 
 VulkanStats VulkanBackend::stats() const {

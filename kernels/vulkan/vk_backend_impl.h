@@ -69,12 +69,6 @@ class VkKvCacheObj final : public KvCache, public Resource {
   int32_t& end(int layer, int slot) { return stored_end[size_t(layer) * size_t(desc.n_slots) + size_t(slot)]; }
 };
 
-// The tiled matvec's workgroup shape (tiled.comp MODE 0).
-struct MatvecShape {
-  uint32_t rw = 64;  // rows per workgroup
-  uint32_t nr = 1;   // rows per invocation
-};
-
 class VulkanBackend final : public Backend {
  public:
   explicit VulkanBackend(int device);
@@ -111,7 +105,7 @@ class VulkanBackend final : public Backend {
   void matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
-  MatvecShape matvec_shape(int n) const;
+  uint32_t matvec_rows() const;  // rows per workgroup of the tiled matvec
   // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).
   DeviceBuffer& scratch(DeviceBuffer& b, size_t bytes, bool host_visible, const char* what);
   const Pipeline& pipeline(const std::string& family, const std::vector<uint32_t>& spec, uint32_t n_bindings);
@@ -122,7 +116,6 @@ class VulkanBackend final : public Backend {
   std::shared_ptr<State> st_;
   std::string description_;
   int matvec_rows_ = 0;  // rows per workgroup of the tiled matvec; 0 = chosen from the device
-  int matvec_nr_ = 0;    // rows per invocation; 0 = chosen from the device and n
   DeviceBuffer dequant_, topk_out_;
 };
 

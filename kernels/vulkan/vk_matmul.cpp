@@ -123,34 +123,22 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 }
 
 void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
-  const MatvecShape ms = matvec_shape(n);
-  const uint32_t groups = w.tiles_r * ((w.tile_rows + ms.rw - 1) / ms.rw);
+  const uint32_t rw = matvec_rows();
+  const uint32_t groups = w.tiles_r * ((w.tile_rows + rw - 1) / rw);
   st_->stream.reserve(0, 1, "matmul");
   TiledPush tp = tiled_push(w);
   tp.accumulate = accumulate ? 1 : 0;
-  st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n), ms.rw, ms.nr}, 5),
+  st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n), rw}, 5),
                        {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, x.ref(), y.ref(), x.ref()}, &tp, sizeof(tp),
                        groups, 1);
 }
 
-// Rows per workgroup (rw) and per invocation (nr) of the tiled matvec. CPU drivers: a whole
-// 64-row strip per workgroup (llvmpipe pays ~60 us per workgroup). GPUs: small workgroups,
-// so that a 4096-row matrix still makes hundreds of them; nr rows share each load of x, fewer
-// as n grows (the accumulators are nr x n registers). The environment overrides both (tuning).
-MatvecShape VulkanBackend::matvec_shape(int n) const {
-  const bool cpu = st_->ctx.info.type == "cpu";
-  uint32_t nr = uint32_t(matvec_nr_), rw = uint32_t(matvec_rows_);
-  if (nr == 0) {  // nr x n <= 8: the accumulators fit in registers, the reduction in one round
-    nr = cpu || n > 2 ? 1u : 2u;  // CPU drivers: the smallest shader (compiled at first use)
-    if (rw != 0) nr = std::max(std::min(nr, rw / 8), (rw + 63) / 64);
-  }
-  if (rw == 0) rw = cpu ? 64u : 8u * nr;
-  const uint32_t rg = rw / (8 * nr);
-  if (rw % (8 * nr) != 0 || (rg != 1 && rg != 2 && rg != 4 && rg != 8))
-    fail("matmul", "tiled matvec: ", rw, " rows per workgroup and ", nr,
-         " per invocation: rows must be 8, 16, 32 or 64 times the rows per invocation "
-         "(SBITS_VULKAN_MATVEC_ROWS, SBITS_VULKAN_MATVEC_NR)");
-  return MatvecShape{rw, nr};
+// Rows per workgroup of the tiled matvec: a whole 64-row strip on CPU drivers (llvmpipe pays
+// ~60 us per workgroup), 8 on GPUs (a 4096-row matrix makes 512 workgroups, each of 8 groups
+// of 32 invocations splitting the columns 8 ways). SBITS_VULKAN_MATVEC_ROWS overrides (tuning).
+uint32_t VulkanBackend::matvec_rows() const {
+  if (matvec_rows_ != 0) return uint32_t(matvec_rows_);
+  return st_->ctx.info.type == "cpu" ? 64u : 8u;
 }
 
 }  // namespace sbits::kernels::vk

@@ -123,16 +123,12 @@ TEST_CASE("vulkan tiled matmul: every bitwidth and mixed tiles, awkward shapes, 
 TEST_CASE("vulkan tiled matmul: every workgroup shape gives the same results, deterministically") {
   const RandomTiled t = make_random_tiled(200, 1100, 64, 128, 128, table_of(4 * 9, -1, 9), 31);
   auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * 1100 + i)]); };
-  // Rows per workgroup and per invocation: 8 groups of 32 invocations split 1, 2, 4 or 8 ways
-  // over the columns; 256 rows (4 per invocation): most lanes past the 64-row tile strip.
-  const std::pair<const char *, const char *> shapes[] = {{"64", "1"}, {"64", "4"}, {"16", "2"}, {"8", "1"},
-                                                         {"256", "4"}};
-  for (auto [rw, nr] : shapes) {
-    ScopedEnv env("SBITS_VULKAN_MATVEC_ROWS", rw), env_nr("SBITS_VULKAN_MATVEC_NR", nr);
+  for (const char *rw : {"64", "32", "16", "8"}) {  // rows per workgroup: 8 groups split the columns 1..8 ways
+    ScopedEnv env("SBITS_VULKAN_MATVEC_ROWS", rw);
     auto vk = make_vk();
     auto w = upload(*vk, t);
     for (int n : {1, 3, 8}) {
-      INFO("rows/wg ", rw, " rows/invocation ", nr, " n ", n);
+      INFO("rows/wg ", rw, " n ", n);
       CHECK(matmul_error(*vk, *w, 200, 1100, dense, n, true, 5) <= kTol);
     }
     std::mt19937_64 rng(12);

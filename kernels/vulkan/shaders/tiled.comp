@@ -2,10 +2,10 @@
 // Tiled mixed-bitwidth weights (formats/SBITS.md "Layout 16"; kernels/quant/tiled.h).
 // MODE (specialization constant 0):
 //   0 matvec: y[j, o] (=|+=) sum_i x[j, i] W[o, i] for NB (constant 1) <= 8 rows of x. A
-//     workgroup of 256 takes RW (constant 2) rows of one tile strip; each invocation NR
-//     (constant 3) of them, so that one load of x serves NR rows (see matvec() for the map).
-//     Codes become floats with two integer operations each (code_f), are multiplied by x as
-//     they are, and the unit's scale and min are applied once per row: s sum q x + m sum x.
+//     workgroup of 256 takes RW (constant 2: 8, 16, 32 or 64) rows of one tile strip (see
+//     matvec() for the map). Codes become floats with two integer operations each (code_f),
+//     are multiplied by x as they are, and the unit's scale and min are applied once per row:
+//     s sum q x + m sum x.
 //   1 dequantize: Y[r, c] = W[o_r, c] as f32 for output rows o_r = IDS[r] (embed) or
 //     row0 + r (a block of rows for the prefill GEMM); one invocation per (row, unit).
 #extension GL_GOOGLE_include_directive : require
@@ -15,7 +15,6 @@ layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint MODE = 0;
 layout(constant_id = 1) const uint NB = 1;
 layout(constant_id = 2) const uint RW = 64;
-layout(constant_id = 3) const uint NR = 1;
 layout(binding = 0) readonly buffer BW { uint W[]; };
 layout(binding = 0) readonly buffer BW2 { uvec2 W2[]; };
 layout(binding = 0) readonly buffer BW4 { uvec4 W4[]; };
@@ -153,133 +152,111 @@ vec4 load_x4(uint base, uint c, bool vec_x) {
               c + 2u < p.cols ? X[min(base + c + 2u, last)] : 0.0, c + 3u < p.cols ? X[min(base + c + 3u, last)] : 0.0);
 }
 
-// Row k's unit with codes of P0 (+ P1) bits as floats f[k][i] = q_i + C exactly (each plane
-// 2^P + its bits, see code_f; the high plane scaled by 2^P0 with one exact FMA), with the
-// row's {scale, min} (zero for rows past the tile, which then add nothing).
-#define DECODE_CODES(k, P0_, P1_)                                                               \
+// The unit's codes of P0 (+ P1) bits as floats f[i] = q_i + C exactly (each plane 2^P + its
+// bits, see code_f; the high plane scaled by 2^P0 with one exact FMA), with the row's
+// {scale, min}. Every array here has a constant size and constant indices once the loop is
+// unrolled, so the compiler keeps them in registers (arrays sized by specialization constants
+// can end up in local memory, which is what held the previous kernel to the same time at
+// every bitwidth).
+#define DECODE_CODES(P0_, P1_)                                                                  \
   {                                                                                             \
     const uint b1 = base + pad4(rows_t * units * (P0_));                                        \
     const uint bs = b1 + pad4(rows_t * units * (P1_));                                          \
-    const uint row = min(r0 + 8u * (k), rows_t - 1u), rec = row * units + u;                    \
+    const uint rec = r0 * units + u;                                                            \
     uint w0[P0_];                                                                               \
     uint w1[max(P1_, 1u)];                                                                      \
     LOAD_PLANE(w0, base + rec * (P0_), P0_)                                                     \
     if ((P1_) > 0u) { LOAD_PLANE(w1, b1 + rec * max(P1_, 1u), max(P1_, 1u)) }                   \
-    sm[k] = r0 + 8u * (k) < rows_t ? unpackHalf2x16(W[bs + row * groups + gi]) : vec2(0.0);     \
-    cf[k] = float(1u << (P0_)) + ((P1_) > 0u ? float(1u << ((P0_) + (P1_))) : 0.0);             \
+    sm = unpackHalf2x16(W[bs + r0 * groups + gi]);                                              \
+    cf = float(1u << (P0_)) + ((P1_) > 0u ? float(1u << ((P0_) + (P1_))) : 0.0);                \
     [[unroll]] for (uint i = 0; i < 32u; ++i) {                                                 \
-      f[k][i] = code_f(w0[i / (32u / (P0_))], P0_, CODE_POS(P0_, i));                           \
+      f[i] = code_f(w0[i / (32u / (P0_))], P0_, CODE_POS(P0_, i));                              \
       if ((P1_) > 0u)                                                                           \
-        f[k][i] = fma(float(1u << (P0_)),                                                       \
-                      code_f(w1[i / (32u / max(P1_, 1u))], max(P1_, 1u), CODE_POS(max(P1_, 1u), i)), f[k][i]); \
+        f[i] = fma(float(1u << (P0_)),                                                          \
+                   code_f(w1[i / (32u / max(P1_, 1u))], max(P1_, 1u), CODE_POS(max(P1_, 1u), i)), f[i]); \
     }                                                                                           \
   }
 
-// An f16 tile's row: the 32 halves as they are (C = 0, scale 1, min 0).
-#define DECODE_F16(k)                                                                           \
+// An f16 tile's unit: the 32 halves as they are (C = 0, scale 1, min 0).
+#define DECODE_F16()                                                                            \
   {                                                                                             \
-    const uint row = min(r0 + 8u * (k), rows_t - 1u), rec = row * units + u;                    \
     uint w0[16];                                                                                \
-    LOAD_PLANE(w0, base + rec * 16u, 16u)                                                       \
-    sm[k] = vec2(r0 + 8u * (k) < rows_t ? 1.0 : 0.0, 0.0);                                      \
-    cf[k] = 0.0;                                                                                \
+    LOAD_PLANE(w0, base + (r0 * units + u) * 16u, 16u)                                          \
+    sm = vec2(1.0, 0.0);                                                                        \
+    cf = 0.0;                                                                                   \
     [[unroll]] for (uint i = 0; i < 16u; ++i) {                                                 \
       const vec2 h = unpackHalf2x16(w0[i]);                                                     \
-      f[k][2u * i] = h.x;                                                                       \
-      f[k][2u * i + 1u] = h.y;                                                                  \
+      f[2u * i] = h.x;                                                                          \
+      f[2u * i + 1u] = h.y;                                                                     \
     }                                                                                           \
   }
 
-// Partial sums for the final reduction: JC batch rows at a time, one barrier per round (one
-// round when NR NB <= 8, the shapes the host picks). Few barriers matter on CPU drivers,
-// which turn every barrier into a suspension point of the compiled shader.
-const uint JC = 8u / NR;  // NR is 1, 2 or 4
-shared float part_[256 * 8];
+shared float part_[256];
 
 // MODE 0. Invocation t = 32 g + l of a workgroup: group g = rg KG + kg, lane l = 4 r + u0.
-// Rows: the workgroup takes RW rows of one tile strip; row group rg the 8 NR rows from
-// rg 8 NR, lane l the rows (l / 4) + 8 k, k < NR (so a group's 32 lanes read 8 consecutive
-// rows x 4 units of a tile: one contiguous run of records per load). Columns: K group kg
-// takes every KG-th tile of the strip; lane l the units u0, u0 + 4, ... of each. Every lane of
-// a group works on the same tile at the same time, so a tile's bitwidth (the switch) is
-// uniform across the group, whatever the mix of bitwidths. Partial sums (4 units x KG tiles
+// Rows: the workgroup takes RW rows of one tile strip, row group rg the 8 rows from 8 rg, lane
+// l the row l / 4 of them (so a group's 32 lanes read 8 consecutive rows x 4 units of a tile:
+// one contiguous run of records per load). Columns: K group kg takes every KG-th tile of the
+// strip, lane l the units u0, u0 + 4, ... of each. Every lane of a group works on the same tile
+// at the same time, so the bitwidth switch is uniform across the group whatever the mix of
+// bitwidths. Rows of x one after another (NB > 1 decodes the codes again; the weights come
+// from cache the second time): every value stays a scalar. Partial sums (4 units x KG tiles
 // per row) are added in a fixed order: deterministic.
 void matvec() {
-  const uint KG = 8u / (RW / (8u * NR));
+  const uint KG = 64u / RW;
   const uint t = gl_LocalInvocationIndex, g = t / 32u, l = t % 32u;
   const uint rg = g / KG, kg = g % KG, u0 = l % 4u;
   const uint chunks = (p.R + RW - 1u) / RW;
   const uint tr = gl_WorkGroupID.x / chunks, sub = gl_WorkGroupID.x % chunks;
   const uint rows_t = min(p.R, p.rows - tr * p.R);
-  const uint r0 = sub * RW + rg * 8u * NR + l / 4u;
+  const uint r0 = sub * RW + rg * 8u + l / 4u;
   const bool vec_x = p.cols % 4u == 0u;
-  float acc[NR][NB];
-  [[unroll]] for (uint k = 0; k < NR; ++k)
-    [[unroll]] for (uint j = 0; j < NB; ++j) acc[k][j] = 0.0;
-  if (r0 < rows_t) {
-    for (uint tc = kg; tc < p.tiles_c; tc += KG) {
-      const uvec2 tile = TAB[tr * p.tiles_c + tc];
-      const uint cols_t = min(p.C, p.cols - tc * p.C);
-      const uint units = (cols_t + 31u) / 32u, groups = (units * 32u + p.G - 1u) / p.G;
-      const uint base = tile.y * 4u;
-      for (uint u = u0; u < units; u += 4u) {
-        const uint c0 = tc * p.C + u * 32u, gi = u / (p.G / 32u);
-        // Decode the NR rows (one switch each: the bitwidth is uniform across the group), then
-        // multiply: each vec4 of x is loaded once for all NR rows. Only the decode is per
-        // bitwidth, so the shader stays small (CPU drivers compile it at first use).
-        float f[NR][32], cf[NR];
-        vec2 sm[NR];
-        [[unroll]] for (uint k = 0; k < NR; ++k) {
+  const uint o_end = min(RW, rows_t - min(rows_t, sub * RW));
+  [[dont_unroll]] for (uint j = 0; j < NB; ++j) {
+    float acc = 0.0;
+    if (r0 < rows_t) {
+      for (uint tc = kg; tc < p.tiles_c; tc += KG) {
+        const uvec2 tile = TAB[tr * p.tiles_c + tc];
+        const uint cols_t = min(p.C, p.cols - tc * p.C);
+        const uint units = (cols_t + 31u) / 32u, groups = (units * 32u + p.G - 1u) / p.G;
+        const uint base = tile.y * 4u;
+        for (uint u = u0; u < units; u += 4u) {
+          const uint c0 = tc * p.C + u * 32u, gi = u / (p.G / 32u);
+          float f[32], cf;
+          vec2 sm;
           switch (tile.x) {
-            case 2u: DECODE_CODES(k, 2u, 0u) break;
-            case 3u: DECODE_CODES(k, 2u, 1u) break;
-            case 4u: DECODE_CODES(k, 4u, 0u) break;
-            case 5u: DECODE_CODES(k, 4u, 1u) break;
-            case 6u: DECODE_CODES(k, 4u, 2u) break;
-            case 8u: DECODE_CODES(k, 8u, 0u) break;
-            default: DECODE_F16(k) break;  // 16 (upload refuses any other bitwidth)
+            case 2u: DECODE_CODES(2u, 0u) break;
+            case 3u: DECODE_CODES(2u, 1u) break;
+            case 4u: DECODE_CODES(4u, 0u) break;
+            case 5u: DECODE_CODES(4u, 1u) break;
+            case 6u: DECODE_CODES(4u, 2u) break;
+            case 8u: DECODE_CODES(8u, 0u) break;
+            default: DECODE_F16() break;  // 16 (upload refuses any other bitwidth)
           }
-        }
-        float sx[NB], d[NR][NB];
-        [[unroll]] for (uint j = 0; j < NB; ++j) {
-          sx[j] = 0.0;
-          [[unroll]] for (uint k = 0; k < NR; ++k) d[k][j] = 0.0;
-        }
-        [[unroll]] for (uint q4 = 0; q4 < 8u; ++q4)
-          [[unroll]] for (uint j = 0; j < NB; ++j) {
+          float d = 0.0, sx = 0.0;
+          [[unroll]] for (uint q4 = 0; q4 < 8u; ++q4) {
             const vec4 xv = load_x4(j * p.cols, c0 + 4u * q4, vec_x);
-            sx[j] += (xv.x + xv.y) + (xv.z + xv.w);
-            [[unroll]] for (uint k = 0; k < NR; ++k) {
-              d[k][j] = fma(f[k][4u * q4], xv.x, d[k][j]);
-              d[k][j] = fma(f[k][4u * q4 + 1u], xv.y, d[k][j]);
-              d[k][j] = fma(f[k][4u * q4 + 2u], xv.z, d[k][j]);
-              d[k][j] = fma(f[k][4u * q4 + 3u], xv.w, d[k][j]);
-            }
+            sx += (xv.x + xv.y) + (xv.z + xv.w);
+            d = fma(f[4u * q4], xv.x, d);
+            d = fma(f[4u * q4 + 1u], xv.y, d);
+            d = fma(f[4u * q4 + 2u], xv.z, d);
+            d = fma(f[4u * q4 + 3u], xv.w, d);
           }
-        // sum w x = s (sum (q + C) x - C sum x) + m sum x.
-        [[unroll]] for (uint k = 0; k < NR; ++k)
-          [[unroll]] for (uint j = 0; j < NB; ++j)
-            acc[k][j] += fma(sm[k].x, d[k][j] - cf[k] * sx[j], sm[k].y * sx[j]);
+          acc += fma(sm.x, d - cf * sx, sm.y * sx);  // s (sum (q + C) x - C sum x) + m sum x
+        }
       }
     }
-  }
-  const uint o_end = min(RW, rows_t - min(rows_t, sub * RW));
-  [[unroll]] for (uint j0 = 0; j0 < NB; j0 += JC) {
-    [[unroll]] for (uint k = 0; k < NR; ++k)
-      [[unroll]] for (uint jj = 0; jj < JC; ++jj)
-        if (j0 + jj < NB) part_[(t * NR + k) * JC + jj] = acc[k][min(j0 + jj, NB - 1u)];
+    part_[t] = acc;
     barrier();
-    for (uint o = t; o < o_end * JC; o += 256u) {
-      const uint lr = o / JC, jj = o % JC, j = j0 + jj;
-      if (j >= NB) continue;
-      const uint rg_ = lr / (8u * NR), k = (lr / 8u) % NR, lq = lr % 8u;
+    for (uint lr = t; lr < o_end; lr += 256u) {
+      const uint rg_ = lr / 8u, lq = lr % 8u;
       float s = 0.0;
       for (uint kq = 0; kq < KG; ++kq)
-        for (uint uu = 0; uu < 4u; ++uu) s += part_[((((rg_ * KG + kq) * 32u) + lq * 4u + uu) * NR + k) * JC + jj];
+        for (uint uu = 0; uu < 4u; ++uu) s += part_[(rg_ * KG + kq) * 32u + lq * 4u + uu];
       const uint yi = j * p.rows + tr * p.R + sub * RW + lr;
       Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + s;
     }
-    if (j0 + JC < NB) barrier();
+    barrier();
   }
 }
 
