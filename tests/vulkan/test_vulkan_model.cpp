@@ -115,13 +115,14 @@ TEST_CASE("tech-llama-58m 4-bit tiled: Vulkan gives the CPU's greedy tokens on t
         ++ties;
         CHECK(st.gap <= kNearTie);
       }
+      if (step + 1 == kSteps) break;  // no forward pass whose logits nobody compares
       lc = cs.feed(std::span<const int32_t>(&st.ref_id, 1));
       lg = gs.feed(std::span<const int32_t>(&st.ref_id, 1));
     }
   }
   std::printf("tech-llama-58m q4: %d of %d greedy tokens the same, %d near ties; worst logit difference %.5f\n", same,
               5 * kSteps, ties, worst);
-  CHECK(vulkan_stats(*vk_be).replays >= 5);  // the decode steps after the first of each prompt
+  CHECK(vulkan_stats(*vk_be).replays >= 5);  // each prompt's second decode step replays its first
   check_clean(*vk_be);
 }
 

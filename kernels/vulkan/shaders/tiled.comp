@@ -191,7 +191,11 @@ vec4 load_x4(uint base, uint c, bool vec_x) {
     }                                                                                           \
   }
 
-shared float part_[256];
+// Rows of x per pass over the weights: 1 when NB = 1 (then the code below folds to scalars),
+// else 4: the codes are decoded once for 4 rows of x (NB = 5..8 takes two passes). A constant,
+// not NB itself, so that the arrays below keep a constant size.
+const uint JB = NB == 1u ? 1u : 4u;
+shared float part_[256 * 4];
 
 // MODE 0. Invocation t = 32 g + l of a workgroup: group g = rg KG + kg, lane l = 4 r + u0.
 // Rows: the workgroup takes RW rows of one tile strip, row group rg the 8 rows from 8 rg, lane
@@ -199,9 +203,8 @@ shared float part_[256];
 // one contiguous run of records per load). Columns: K group kg takes every KG-th tile of the
 // strip, lane l the units u0, u0 + 4, ... of each. Every lane of a group works on the same tile
 // at the same time, so the bitwidth switch is uniform across the group whatever the mix of
-// bitwidths. Rows of x one after another (NB > 1 decodes the codes again; the weights come
-// from cache the second time): every value stays a scalar. Partial sums (4 units x KG tiles
-// per row) are added in a fixed order: deterministic.
+// bitwidths. Partial sums (4 units x KG tiles per row) are added in a fixed order:
+// deterministic.
 void matvec() {
   const uint KG = 64u / RW;
   const uint t = gl_LocalInvocationIndex, g = t / 32u, l = t % 32u;
@@ -212,8 +215,8 @@ void matvec() {
   const uint r0 = sub * RW + rg * 8u + l / 4u;
   const bool vec_x = p.cols % 4u == 0u;
   const uint o_end = min(RW, rows_t - min(rows_t, sub * RW));
-  [[dont_unroll]] for (uint j = 0; j < NB; ++j) {
-    float acc = 0.0;
+  [[dont_unroll]] for (uint j0 = 0; j0 < NB; j0 += JB) {
+    vec4 acc = vec4(0.0);  // a vector: registers even if a loop over jj stays rolled
     if (r0 < rows_t) {
       for (uint tc = kg; tc < p.tiles_c; tc += KG) {
         const uvec2 tile = TAB[tr * p.tiles_c + tc];
@@ -233,26 +236,34 @@ void matvec() {
             case 8u: DECODE_CODES(8u, 0u) break;
             default: DECODE_F16() break;  // 16 (upload refuses any other bitwidth)
           }
-          float d = 0.0, sx = 0.0;
-          [[unroll]] for (uint q4 = 0; q4 < 8u; ++q4) {
-            const vec4 xv = load_x4(j * p.cols, c0 + 4u * q4, vec_x);
-            sx += (xv.x + xv.y) + (xv.z + xv.w);
-            d = fma(f[4u * q4], xv.x, d);
-            d = fma(f[4u * q4 + 1u], xv.y, d);
-            d = fma(f[4u * q4 + 2u], xv.z, d);
-            d = fma(f[4u * q4 + 3u], xv.w, d);
+          [[unroll]] for (uint jj = 0; jj < 4u; ++jj) {
+            if (jj < JB) {
+              const uint xb = min(j0 + jj, NB - 1u) * p.cols;  // past NB: a repeated row, not stored
+              float d = 0.0, sx = 0.0;
+              [[unroll]] for (uint q4 = 0; q4 < 8u; ++q4) {
+                const vec4 xv = load_x4(xb, c0 + 4u * q4, vec_x);
+                sx += (xv.x + xv.y) + (xv.z + xv.w);
+                d = fma(f[4u * q4], xv.x, d);
+                d = fma(f[4u * q4 + 1u], xv.y, d);
+                d = fma(f[4u * q4 + 2u], xv.z, d);
+                d = fma(f[4u * q4 + 3u], xv.w, d);
+              }
+              acc[jj] += fma(sm.x, d - cf * sx, sm.y * sx);  // s (sum (q + C) x - C sum x) + m sum x
+            }
           }
-          acc += fma(sm.x, d - cf * sx, sm.y * sx);  // s (sum (q + C) x - C sum x) + m sum x
         }
       }
     }
-    part_[t] = acc;
+    [[unroll]] for (uint jj = 0; jj < 4u; ++jj)
+      if (jj < JB) part_[t * JB + jj] = acc[jj];
     barrier();
-    for (uint lr = t; lr < o_end; lr += 256u) {
+    for (uint o = t; o < o_end * JB; o += 256u) {
+      const uint lr = o / JB, jj = o % JB, j = j0 + jj;
+      if (j >= NB) continue;
       const uint rg_ = lr / 8u, lq = lr % 8u;
       float s = 0.0;
       for (uint kq = 0; kq < KG; ++kq)
-        for (uint uu = 0; uu < 4u; ++uu) s += part_[(rg_ * KG + kq) * 32u + lq * 4u + uu];
+        for (uint uu = 0; uu < 4u; ++uu) s += part_[((rg_ * KG + kq) * 32u + lq * 4u + uu) * JB + jj];
       const uint yi = j * p.rows + tr * p.R + sub * RW + lr;
       Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + s;
     }
