@@ -8,34 +8,10 @@
 #include <string>
 
 #include "kernels/backend.h"
+#include "kernels/op_checks.h"
 
 namespace sbits::kernels::cpu {
 
-template <class... Parts>
-[[noreturn]] void fail(const char* op, const Parts&... parts) {
-  std::ostringstream s;
-  s << op << ": ";
-  (s << ... << parts);
-  throw KernelError(s.str());
-}
-
-// a * b for non-negative sizes, or a KernelError when the product does not fit a size_t.
-inline size_t checked_mul(const char* op, int64_t a, int64_t b) {
-  if (a < 0 || b < 0) fail(op, "negative size (", a, " x ", b, ")");
-  size_t r = 0;
-  if (__builtin_mul_overflow(size_t(a), size_t(b), &r)) fail(op, "size ", a, " x ", b, " overflows");
-  return r;
-}
-
-// Checks that a buffer holds at least rows x cols floats.
-inline void check_count(const char* op, const char* what, const Buffer& b, int64_t rows, int64_t cols) {
-  const size_t need = checked_mul(op, rows, cols);
-  if (b.count < need)
-    fail(op, what, " holds ", b.count, " floats, expected at least ", need, " (", rows, " rows x ", cols, ")");
-}
-
-inline void check_count(const char* op, const char* what, const Buffer& b, size_t count) {
-  if (b.count < count) fail(op, what, " holds ", b.count, " floats, expected at least ", count);
-}
+// fail, checked_mul, check_count and the other checks all backends share: kernels/op_checks.h.
 
 }  // namespace sbits::kernels::cpu

@@ -8,22 +8,6 @@
 namespace sbits::kernels::cpu {
 namespace {
 
-void check_layer(const char* op, const KvCacheDesc& d, int layer) {
-  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
-}
-
-// Every row's (slot, pos) must lie inside the cache; checked for all rows before any write.
-void check_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
-  if (n < 0) fail(op, "n must be >= 0, got ", n);
-  if (n > 0 && !rows) fail(op, "rows is null for n=", n);
-  for (int r = 0; r < n; ++r) {
-    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
-      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
-    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
-      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
-  }
-}
-
 // Attention work (positions x head_dim x heads) below which one thread does it all: the
 // fork-join would cost more than it saves.
 constexpr int64_t kAttentionInlineWork = 1 << 16;
@@ -39,7 +23,7 @@ void CpuBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buff
   const CpuBuffer& ks = cpu_buffer(k, op, "k");
   const CpuBuffer& vs = cpu_buffer(v, op, "v");
   check_layer(op, d, layer);
-  check_rows(op, d, rows, n);
+  check_cache_rows(op, d, rows, n);
   const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
   check_count(op, "k", ks, n, width);
   check_count(op, "v", vs, n, width);
@@ -72,7 +56,7 @@ void CpuBackend::attention(const Buffer& q, const KvCache& cache, int layer, int
   const CpuBuffer& qs = cpu_buffer(q, op, "q");
   CpuBuffer& os = cpu_buffer(out, op, "out");
   check_layer(op, d, layer);
-  check_rows(op, d, rows, n);
+  check_cache_rows(op, d, rows, n);
   if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
     fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
          d.n_kv_heads, " head_dim=", d.head_dim);

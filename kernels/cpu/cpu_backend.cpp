@@ -43,10 +43,10 @@ CpuIsa cpu_default_isa() {
   if (v == "scalar") return CpuIsa::scalar;
   if (v == "avx2") {
     if (!cpu_supports_avx2())
-      cpu::fail("cpu backend", "SBITS_CPU_ISA=avx2 but this CPU lacks AVX2, FMA or F16C (use scalar or auto)");
+      fail("cpu backend", "SBITS_CPU_ISA=avx2 but this CPU lacks AVX2, FMA or F16C (use scalar or auto)");
     return CpuIsa::avx2;
   }
-  cpu::fail("cpu backend", "SBITS_CPU_ISA='", v, "' is not one of: auto, scalar, avx2");
+  fail("cpu backend", "SBITS_CPU_ISA='", v, "' is not one of: auto, scalar, avx2");
 }
 
 std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
@@ -58,10 +58,10 @@ std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
   constexpr int kMaxThreads = 4096;
   if (options.n_threads < 0 || options.n_threads > kMaxThreads)
-    cpu::fail("cpu backend", "n_threads must be in [0, ", kMaxThreads, "] (0 = all cores), got ", options.n_threads);
+    fail("cpu backend", "n_threads must be in [0, ", kMaxThreads, "] (0 = all cores), got ", options.n_threads);
   const CpuIsa isa = options.isa ? *options.isa : cpu_default_isa();
   if (isa == CpuIsa::avx2 && !cpu_supports_avx2())
-    cpu::fail("cpu backend", "the avx2 kernels were requested but this CPU lacks AVX2, FMA or F16C");
+    fail("cpu backend", "the avx2 kernels were requested but this CPU lacks AVX2, FMA or F16C");
   const cpu::KernelTable& table = isa == CpuIsa::avx2 ? *cpu::avx2_kernels() : cpu::scalar_kernels();
   const int threads = options.n_threads == 0 ? cpu::available_cpus() : options.n_threads;
   return std::make_unique<cpu::CpuBackend>(threads, table);
@@ -69,14 +69,14 @@ std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
 
 void cpu_convert_to_f32(WeightType type, const void* src, float* dst, size_t n, CpuIsa isa) {
   if (type != WeightType::f32 && type != WeightType::f16 && type != WeightType::bf16)
-    cpu::fail("cpu_convert_to_f32", "unsupported weight type ", uint32_t(type));
-  if (isa == CpuIsa::avx2 && !cpu_supports_avx2()) cpu::fail("cpu_convert_to_f32", "this CPU lacks AVX2");
+    fail("cpu_convert_to_f32", "unsupported weight type ", uint32_t(type));
+  if (isa == CpuIsa::avx2 && !cpu_supports_avx2()) fail("cpu_convert_to_f32", "this CPU lacks AVX2");
   const auto& k = isa == CpuIsa::avx2 ? *cpu::avx2_kernels() : cpu::scalar_kernels();
   k.convert_to_f32(type, src, dst, n);
 }
 
 void cpu_convert_f32_to_f16(const float* src, uint16_t* dst, size_t n, CpuIsa isa) {
-  if (isa == CpuIsa::avx2 && !cpu_supports_avx2()) cpu::fail("cpu_convert_f32_to_f16", "this CPU lacks AVX2");
+  if (isa == CpuIsa::avx2 && !cpu_supports_avx2()) fail("cpu_convert_f32_to_f16", "this CPU lacks AVX2");
   const auto& k = isa == CpuIsa::avx2 ? *cpu::avx2_kernels() : cpu::scalar_kernels();
   k.f32_to_f16(src, dst, n);
 }

@@ -16,11 +16,6 @@ constexpr int64_t kElementGrain = 1 << 15;
 
 int64_t rows_per_chunk(int64_t width) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(width, 1)); }
 
-void check_rows_pointer(const char* op, const void* p, int n) {
-  if (n < 0) fail(op, "n must be >= 0, got ", n);
-  if (n > 0 && !p) fail(op, "the row array is null for n=", n);
-}
-
 // Sum of squares in double: exact products of floats, and no overflow for |x| up to 1e150.
 // Four partial sums keep the adds independent.
 double sum_squares(const float* x, int64_t n) {
@@ -103,15 +98,8 @@ void CpuBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo
   const char* op = "rope";
   std::lock_guard<std::mutex> lock(op_mutex_);
   CpuBuffer& xs = cpu_buffer(x, op, "x");
-  check_rows_pointer(op, rows, n);
-  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
-  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
-  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
-  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
+  check_rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
   const int64_t width = int64_t(n_heads) * head_dim;
-  check_count(op, "x", xs, n, width);
-  for (int r = 0; r < n; ++r)
-    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
   const int half = head_dim / 2;
   rope_freq_.resize(size_t(half));
   for (int i = 0; i < half; ++i) rope_freq_[size_t(i)] = std::pow(double(theta), -2.0 * i / head_dim);

@@ -20,14 +20,14 @@ int cuda_device_count() {
 std::unique_ptr<Backend> make_cuda_backend(int device) {
   const int count = cuda_device_count();
   if (device < 0 || device >= count)
-    cuda::fail("cuda backend", "device ", device, " does not exist (this machine has ", count, " CUDA device",
+    fail("cuda backend", "device ", device, " does not exist (this machine has ", count, " CUDA device",
                count == 1 ? "" : "s", ")");
   return std::make_unique<cuda::CudaBackend>(device);
 }
 
 CudaStats cuda_stats(const Backend& backend) {
   const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
-  if (!b) cuda::fail("cuda_stats", "backend '", backend.name(), "' is not a CUDA backend");
+  if (!b) fail("cuda_stats", "backend '", backend.name(), "' is not a CUDA backend");
   return b->stats();
 }
 

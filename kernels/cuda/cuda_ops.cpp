@@ -9,37 +9,10 @@
 namespace sbits::kernels::cuda {
 namespace {
 
-void check_rows_pointer(const char* op, const void* p, int n) {
-  if (n < 0) fail(op, "n must be >= 0, got ", n);
-  if (n > 0 && !p) fail(op, "the row array is null for n=", n);
-}
-
-void check_layer(const char* op, const KvCacheDesc& d, int layer) {
-  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
-}
-
-// Every row's (slot, pos) must lie inside the cache; checked for all rows before any write.
-void check_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
-  check_rows_pointer(op, rows, n);
-  for (int r = 0; r < n; ++r) {
-    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
-      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
-    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
-      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
-  }
-}
-
 // rope's checks; the arguments without the staged rows.
 RopeArgs rope_args(const char* op, CudaBuffer& xs, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
                    RopeStyle style) {
-  check_rows_pointer(op, rows, n);
-  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
-  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
-  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
-  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
-  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
-  for (int r = 0; r < n; ++r)
-    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  check_rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
   auto a = zeroed<RopeArgs>();
   a.x = xs.ptr();
   a.n = n;
@@ -208,7 +181,7 @@ KvStoreArgs CudaBackend::kv_store_args(const char* op, CudaKvCache& c, int layer
   const CudaBuffer& ks = cuda_buffer(k, op, "k");
   const CudaBuffer& vs = cuda_buffer(v, op, "v");
   check_layer(op, d, layer);
-  check_rows(op, d, rows, n);
+  check_cache_rows(op, d, rows, n);
   const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
   check_count(op, "k", ks, n, width);
   check_count(op, "v", vs, n, width);
@@ -275,7 +248,7 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   const CudaBuffer& qs = cuda_buffer(q, op, "q");
   CudaBuffer& os = cuda_buffer(out, op, "out");
   check_layer(op, d, layer);
-  check_rows(op, d, rows, n);
+  check_cache_rows(op, d, rows, n);
   if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
     fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
          d.n_kv_heads, " head_dim=", d.head_dim);

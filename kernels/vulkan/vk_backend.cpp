@@ -12,19 +12,19 @@ std::unique_ptr<Backend> make_vulkan_backend(int device) { return std::make_uniq
 
 VulkanStats vulkan_stats(const Backend& backend) {
   const auto* b = dynamic_cast<const vk::VulkanBackend*>(&backend);
-  if (!b) vk::fail("stats", "backend '", backend.name(), "' is not a Vulkan backend");
+  if (!b) fail("stats", "backend '", backend.name(), "' is not a Vulkan backend");
   return b->stats();
 }
 
 double vulkan_copy_seconds(Backend& backend, size_t bytes, int iters) {
   auto* b = dynamic_cast<vk::VulkanBackend*>(&backend);
-  if (!b) vk::fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
+  if (!b) fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
   return b->copy_seconds(bytes, iters, false);
 }
 
 double vulkan_compute_copy_seconds(Backend& backend, size_t bytes, int iters) {
   auto* b = dynamic_cast<vk::VulkanBackend*>(&backend);
-  if (!b) vk::fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
+  if (!b) fail("copy benchmark", "backend '", backend.name(), "' is not a Vulkan backend");
   return b->copy_seconds(bytes, iters, true);
 }
 
@@ -50,19 +50,6 @@ int env_int(const char* name, int fallback, int lo, int hi) {
 }
 
 }  // namespace
-
-size_t checked_mul(const char* op, int64_t a, int64_t b) {
-  if (a < 0 || b < 0) fail(op, "negative size (", a, " x ", b, ")");
-  size_t r = 0;
-  if (__builtin_mul_overflow(size_t(a), size_t(b), &r)) fail(op, "size ", a, " x ", b, " overflows");
-  return r;
-}
-
-void check_count(const char* op, const char* what, const Buffer& b, int64_t rows, int64_t cols) {
-  const size_t need = checked_mul(op, rows, cols);
-  if (b.count < need)
-    fail(op, what, " holds ", b.count, " floats, expected at least ", need, " (", rows, " rows x ", cols, ")");
-}
 
 State::State(int device) : ctx(device), pipes(ctx), stream(ctx), staging(ctx, kStagingBytes, true, "staging") {}
 

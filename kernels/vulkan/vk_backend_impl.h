@@ -124,9 +124,5 @@ const VkWeightObj& vk_weight(const Weight& w, const char* op);
 VkBufferObj& vk_buffer(Buffer& b, const char* op, const char* what);
 const VkBufferObj& vk_buffer(const Buffer& b, const char* op, const char* what);
 
-// a * b for non-negative sizes, or a KernelError when the product does not fit.
-size_t checked_mul(const char* op, int64_t a, int64_t b);
-// A buffer holds at least rows x cols floats.
-void check_count(const char* op, const char* what, const Buffer& b, int64_t rows, int64_t cols);
 
 }  // namespace sbits::kernels::vk

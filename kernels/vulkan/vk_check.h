@@ -7,16 +7,11 @@
 #include <string>
 
 #include "kernels/backend.h"
+#include "kernels/op_checks.h"
 
 namespace sbits::kernels::vk {
 
-template <class... A>
-[[noreturn]] void fail(const char* op, const A&... parts) {
-  std::ostringstream s;
-  s << "vulkan " << op << ": ";
-  (s << ... << parts);
-  throw KernelError(s.str());
-}
+// fail() and the checks all backends share: kernels/op_checks.h.
 
 const char* vk_result_name(VkResult r);
 

@@ -8,29 +8,6 @@
 namespace sbits::kernels::vk {
 namespace {
 
-void check_rows_pointer(const char* op, const void* p, int n) {
-  if (n < 0) fail(op, "n must be >= 0, got ", n);
-  if (n > 0 && !p) fail(op, "the row array is null for n=", n);
-}
-
-void check_count1(const char* op, const char* what, const Buffer& b, size_t count) {
-  if (b.count < count) fail(op, what, " holds ", b.count, " floats, expected at least ", count);
-}
-
-void check_layer(const char* op, const KvCacheDesc& d, int layer) {
-  if (layer < 0 || layer >= d.n_layers) fail(op, "layer ", layer, " is outside [0, ", d.n_layers, ")");
-}
-
-void check_cache_rows(const char* op, const KvCacheDesc& d, const RowInfo* rows, int n) {
-  check_rows_pointer(op, rows, n);
-  for (int r = 0; r < n; ++r) {
-    if (rows[r].slot < 0 || rows[r].slot >= d.n_slots)
-      fail(op, "rows[", r, "].slot = ", rows[r].slot, " is outside [0, ", d.n_slots, ")");
-    if (rows[r].pos < 0 || rows[r].pos >= d.n_ctx)
-      fail(op, "rows[", r, "].pos = ", rows[r].pos, " is outside [0, ", d.n_ctx, ") (slot ", rows[r].slot, ")");
-  }
-}
-
 // RowInfo is {int32 slot, int32 pos}: the shaders read it as ivec2.
 static_assert(sizeof(RowInfo) == 8, "RowInfo is staged as ivec2");
 
@@ -123,14 +100,7 @@ void VulkanBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowI
   const char* op = "rope";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   VkBufferObj& xs = vk_buffer(x, op, "x");
-  check_rows_pointer(op, rows, n);
-  if (n_heads <= 0) fail(op, "n_heads must be positive, got ", n_heads);
-  if (head_dim <= 0 || head_dim % 2 != 0) fail(op, "head_dim must be positive and even, got ", head_dim);
-  if (!(theta > 0.0f) || !std::isfinite(theta)) fail(op, "theta must be finite and > 0, got ", theta);
-  if (style != RopeStyle::neox && style != RopeStyle::interleaved) fail(op, "unknown rope style ", uint32_t(style));
-  check_count(op, "x", xs, n, int64_t(n_heads) * head_dim);
-  for (int r = 0; r < n; ++r)
-    if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
+  check_rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
   if (n == 0) return;
   const int half = head_dim / 2;
   std::vector<double> freq(size_t(half), 0.0);
@@ -219,9 +189,9 @@ void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, B
   const VkBufferObj& g = vk_buffer(gate, op, "gate");
   const VkBufferObj& u = vk_buffer(up, op, "up");
   VkBufferObj& o = vk_buffer(out, op, "out");
-  check_count1(op, "gate", g, count);
-  check_count1(op, "up", u, count);
-  check_count1(op, "out", o, count);
+  check_count(op, "gate", g, count);
+  check_count(op, "up", u, count);
+  check_count(op, "out", o, count);
   if (count == 0) return;
   st_->stream.reserve(0, 1, op);
   const uint32_t pc[1] = {uint32_t(count)};
@@ -233,8 +203,8 @@ void VulkanBackend::add(Buffer& x, const Buffer& y, size_t count) {
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   VkBufferObj& xs = vk_buffer(x, op, "x");
   const VkBufferObj& ys = vk_buffer(y, op, "y");
-  check_count1(op, "x", xs, count);
-  check_count1(op, "y", ys, count);
+  check_count(op, "x", xs, count);
+  check_count(op, "y", ys, count);
   if (count == 0) return;
   st_->stream.reserve(0, 1, op);
   const uint32_t pc[1] = {uint32_t(count)};
