@@ -75,10 +75,10 @@ TEST_CASE("tech-llama-58m bf16: top-10 logits at every prompt position match tra
     for (size_t p = 0; p < ids.size(); ++p) {
       for (const auto& pair : top[p]) {
         const int id = pair[0].get<int>();
-        const double ref = pair[1].get<double>();
+        const double want = pair[1].get<double>();
         const double got = logits[p * vocab + static_cast<size_t>(id)];
-        worst = std::max(worst, std::abs(got - ref));
-        CHECK_MESSAGE(std::abs(got - ref) <= kLogitTolerance,
+        worst = std::max(worst, std::abs(got - want));
+        CHECK_MESSAGE(std::abs(got - want) <= kLogitTolerance,
                       "prompt '" << g["prompt"].get<std::string>() << "' position " << p << " token " << id);
       }
     }

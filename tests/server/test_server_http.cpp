@@ -275,7 +275,8 @@ TEST_CASE("all slots busy and the queue full: 503 with Retry-After; the slot com
   std::atomic<bool> stop_reading{false};
   bool first = true;
   auto stream = std::async(std::launch::async, [&] {
-    return post_stream(s, "/v1/completions", {{"prompt", "The kernel"}, {"max_tokens", 400}, {"stream", true}},
+    return post_stream(s, "/v1/completions",
+                       {{"prompt", "The kernel"}, {"max_tokens", 400}, {"temperature", 0}, {"stream", true}},
                        [&](const std::string&) {
                          if (first) started.set_value();
                          first = false;
@@ -299,9 +300,13 @@ TEST_CASE("all slots busy and the queue full: 503 with Retry-After; the slot com
 
 TEST_CASE("--timeout ends a request: 504, or an error event in a stream") {
   ServerProcess s(server_test_model(kTech), {"--parallel", "1", "--timeout", "1", "--ctx", "1024"});
-  check_error(post(s, "/v1/completions", R"({"prompt":"The kernel","max_tokens":1000})"), 504, "timeout", "--timeout");
+  // Greedy: tech-llama-58m continues "The kernel" for 1000 tokens without an end-of-sequence
+  // token (8 s on the 2-core build machine); a sampled reply could end early and return 200.
+  check_error(post(s, "/v1/completions", R"({"prompt":"The kernel","max_tokens":1000,"temperature":0})"), 504,
+              "timeout", "--timeout");
   std::string body;
-  post_stream(s, "/v1/completions", {{"prompt", "The kernel"}, {"max_tokens", 1000}, {"stream", true}},
+  post_stream(s, "/v1/completions",
+              {{"prompt", "The kernel"}, {"max_tokens", 1000}, {"temperature", 0}, {"stream", true}},
               [&](const std::string& d) { body += d; return true; });
   const StreamResult sr = parse_sse(body);
   CHECK(sr.done);
@@ -318,7 +323,8 @@ TEST_CASE("SIGTERM ends streams in flight with an error event and [DONE], then e
   bool first = true;
   std::string body;
   auto stream = std::async(std::launch::async, [&] {
-    return post_stream(s, "/v1/completions", {{"prompt", "The kernel"}, {"max_tokens", 900}, {"stream", true}},
+    return post_stream(s, "/v1/completions",
+                       {{"prompt", "The kernel"}, {"max_tokens", 900}, {"temperature", 0}, {"stream", true}},
                        [&](const std::string& d) {
                          body += d;
                          if (first) started.set_value();
