@@ -1,9 +1,9 @@
 // Attention over the KV cache, split along the positions (flash-decoding): block (heads h..h+3,
 // split s, row r) runs an online softmax over positions [s * chunk, (s + 1) * chunk) of its
 // row's context, one warp per query head (in decode the chunk follows the row's length:
-// row_chunk). The split count depends on the cache size and the
-// batch, never on the positions, so a captured graph stays valid as the context grows: each
-// block reads its row's length from the staged rows, and splits past it return at once. The
+// row_chunk). The split count depends on the cache size and the batch, never on the
+// positions, so a captured graph stays valid as the context grows: each block reads its
+// row's length from the staged rows, and splits past it return at once. The
 // last of a row's used splits to finish (a counter per row and head block, as in split-K)
 // merges them, in split order, so the result does not depend on timing; with one used split
 // the block writes the output directly.

@@ -214,9 +214,12 @@ void CudaBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buf
 }
 
 // One launch for rope(q), rope(k), kv_store: every check of the three runs before anything is
-// recorded, with the three ops' own names in the messages.
+// recorded, with the three ops' own names in the messages. The kernel's threads work on q, k
+// and v at once, so buffers that alias each other take the three ops in order instead.
 void CudaBackend::rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n,
                                  const RowInfo* rows, const AttentionShape& shape, float theta, RopeStyle style) {
+  if (&q == &k || &v == &q || &v == &k)
+    return Backend::rope_and_store(q, k, v, cache, layer, n, rows, shape, theta, style);
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   flush_pending();
   CudaBuffer& qs = cuda_buffer(q, "rope", "x");

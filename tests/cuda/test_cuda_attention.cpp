@@ -93,3 +93,52 @@ TEST_CASE("cuda: kv_store and attention refuse bad rows, layers and unstored pos
 }
 
 }  // namespace sbits::kernels::test
+
+namespace sbits::kernels::test {
+
+// rope_and_store: CUDA's one-kernel version against the CPU's three ops (the interface's
+// default), on q, k and the cache (read back through attention); then with q and k the same
+// buffer, which CUDA hands to the three ops in order (the fused kernel would race).
+TEST_CASE("cuda: rope_and_store equals rope, rope and kv_store, also with aliased buffers") {
+  std::mt19937_64 rng(5);
+  auto cpu = make_cpu_backend(2);
+  auto gpu = make_cuda();
+  KvCacheDesc d;
+  d.n_layers = 2;
+  d.n_slots = 2;
+  d.n_ctx = 64;
+  d.n_kv_heads = 2;
+  d.head_dim = 16;
+  const AttentionShape shape{6, 2, 16};
+  const std::vector<RowInfo> rows = {{0, 0}, {0, 1}, {1, 0}, {0, 2}, {1, 1}};
+  const int n = int(rows.size()), qw = shape.n_heads * shape.head_dim, kw = shape.n_kv_heads * shape.head_dim;
+  const std::vector<float> q0 = random_floats(rng, size_t(n * qw)), k0 = random_floats(rng, size_t(n * kw)),
+                           v0 = random_floats(rng, size_t(n * kw));
+  for (const RopeStyle style : {RopeStyle::neox, RopeStyle::interleaved}) {
+    std::vector<std::vector<float>> results[2];
+    int i = 0;
+    for (Backend* be : {cpu.get(), gpu.get()}) {
+      auto cache = be->create_kv_cache(d);
+      auto q = make_buffer(*be, q0), k = make_buffer(*be, k0), v = make_buffer(*be, v0), out = be->alloc(size_t(n * qw));
+      be->rope_and_store(*q, *k, *v, *cache, 1, n, rows.data(), shape, 10000.0f, style);
+      be->attention(*q, *cache, 1, n, rows.data(), shape, *out);
+      results[i++] = {read_all(*be, *q), read_all(*be, *k), read_all(*be, *out)};
+    }
+    INFO("neox ", style == RopeStyle::neox);
+    for (int j = 0; j < 3; ++j) CHECK(max_abs_diff(results[1][size_t(j)], results[0][size_t(j)]) <= 2e-5);
+  }
+  // q and k aliased (one head each way): rotated twice, as by two rope calls.
+  const AttentionShape one{2, 2, 16};
+  const std::vector<float> x0 = random_floats(rng, size_t(n * kw));
+  std::vector<float> got[2];
+  int i = 0;
+  for (Backend* be : {cpu.get(), gpu.get()}) {
+    auto cache = be->create_kv_cache(d);
+    auto x = make_buffer(*be, x0), v = make_buffer(*be, v0);
+    be->rope_and_store(*x, *x, *v, *cache, 0, n, rows.data(), one, 10000.0f, RopeStyle::neox);
+    got[i++] = read_all(*be, *x);
+  }
+  CHECK(max_abs_diff(got[1], got[0]) <= 2e-5);
+}
+
+}  // namespace sbits::kernels::test
