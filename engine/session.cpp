@@ -102,17 +102,24 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
                           sp.frequency_penalty == 0.0f;
   std::span<float> logits;
   int32_t best = -1;
-  try {
-    if (on_backend)
-      best = feed_greedy(prompt);
-    else
-      logits = feed(prompt);
-  } catch (const SessionCancelled&) {
-    st.prompt_seconds = seconds_since(t0);
+  // Feeds tokens, leaving the next choice in best or logits; false when cancel() stopped it.
+  auto advance = [&](std::span<const int32_t> tokens) {
+    try {
+      if (on_backend)
+        best = feed_greedy(tokens);
+      else
+        logits = feed(tokens);
+      return true;
+    } catch (const SessionCancelled&) {
+      return false;
+    }
+  };
+  const bool prompt_fed = advance(prompt);
+  st.prompt_seconds = seconds_since(t0);
+  if (!prompt_fed) {
     st.stop = StopReason::cancelled;
     return st;
   }
-  st.prompt_seconds = seconds_since(t0);
 
   const Tokenizer& tok = model_.tokenizer();
   StreamDecoder decoder(tok);
@@ -134,12 +141,7 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
     if (i + 1 == max_tokens) break;  // the last token needs no forward pass
     if (n_past() >= n_ctx_) { st.stop = StopReason::context_full; break; }
     const int32_t next[1] = {id};
-    try {
-      if (on_backend)
-        best = feed_greedy(next);
-      else
-        logits = feed(next);
-    } catch (const SessionCancelled&) {
+    if (!advance(next)) {
       st.stop = StopReason::cancelled;
       break;
     }
