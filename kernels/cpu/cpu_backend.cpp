@@ -6,7 +6,7 @@
 #include <fstream>
 #include <string_view>
 
-#include "kernels/cpu/check.h"
+#include "kernels/op_checks.h"
 #include "kernels/cpu/cpu_backend_impl.h"
 
 namespace sbits::kernels {

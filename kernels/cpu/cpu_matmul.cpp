@@ -1,7 +1,7 @@
 // matmul: threads split the output features (weight rows); every thread sees all n rows of x.
 // Splitting W rather than x means each weight byte is read by exactly one thread, which is
 // what matters in decode, where reading W is the whole cost.
-#include "kernels/cpu/check.h"
+#include "kernels/op_checks.h"
 #include "kernels/cpu/cpu_backend_impl.h"
 
 namespace sbits::kernels::cpu {

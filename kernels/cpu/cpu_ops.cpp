@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/check.h"
+#include "kernels/op_checks.h"
 #include "kernels/cpu/cpu_backend_impl.h"
 
 namespace sbits::kernels::cpu {

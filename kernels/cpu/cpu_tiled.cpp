@@ -7,7 +7,7 @@
 // dequantized to f32 scratch and multiplied by the dense f32 kernel.
 #include <cstring>
 
-#include "kernels/cpu/check.h"
+#include "kernels/op_checks.h"
 #include "kernels/cpu/cpu_backend_impl.h"
 #include "kernels/cpu/tiled_kernels.h"
 #include "kernels/quant/tiled_check.h"
@@ -15,7 +15,7 @@
 namespace sbits::kernels::cpu {
 
 std::unique_ptr<Weight> CpuBackend::upload_tiled(const HostWeight& w) {
-  quant::check_tiled_desc(w, "", /*in_place=*/true);
+  quant::check_tiled_desc(w, /*in_place=*/true);
   auto out = std::make_unique<CpuTiledWeight>();
   out->type = WeightType::tiled;
   out->rows = w.rows;

@@ -6,16 +6,12 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
-#include <sstream>
-#include <string>
 
 #include "kernels/backend.h"
 #include "kernels/op_checks.h"
 
 namespace sbits::kernels::cuda {
-
 
 [[noreturn]] void throw_cuda_error(cudaError_t e, const char* expr, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t e, const char* expr, const char* file, int line);

@@ -45,7 +45,7 @@ bool tile_offsets16(const quant::TiledDesc& d, std::vector<uint32_t>& offs16) {
 
 std::unique_ptr<Weight> CudaBackend::upload_tiled(const HostWeight& w) {
   const char* op = "upload";
-  quant::check_tiled_desc(w, "", /*in_place=*/false);
+  quant::check_tiled_desc(w, /*in_place=*/false);
   const quant::TiledDesc& d = *w.tiled;
   auto out = std::make_unique<CudaWeight>(st_);
   out->type = WeightType::tiled;

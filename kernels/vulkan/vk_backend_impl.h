@@ -124,5 +124,4 @@ const VkWeightObj& vk_weight(const Weight& w, const char* op);
 VkBufferObj& vk_buffer(Buffer& b, const char* op, const char* what);
 const VkBufferObj& vk_buffer(const Buffer& b, const char* op, const char* what);
 
-
 }  // namespace sbits::kernels::vk

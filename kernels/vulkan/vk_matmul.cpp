@@ -36,7 +36,7 @@ TiledPush tiled_push(const VkWeightObj& w) {
 
 std::unique_ptr<Weight> VulkanBackend::upload_tiled(const HostWeight& w) {
   const char* op = "upload";
-  quant::check_tiled_desc(w, "vulkan ", /*in_place=*/false);
+  quant::check_tiled_desc(w, /*in_place=*/false);
   const quant::TiledDesc& d = *w.tiled;
   if (w.bytes > st_->ctx.props.limits.maxStorageBufferRange)
     fail(op, "a tiled weight of ", w.bytes, " bytes exceeds the device's largest storage buffer (",
