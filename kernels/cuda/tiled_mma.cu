@@ -28,7 +28,18 @@
 #include "kernels/cuda/tiled_mma.cuh"
 
 namespace sbits::kernels::cuda {
+
+// mma::Expo's exponents; external and writable, so neither NVVM nor ptxas folds them back
+// into immediates.
+__device__ uint4 g_mma_expo = {25u << 10 | 25u << 26, 23u << 10 | 23u << 26, 21u << 10 | 21u << 26,
+                               19u << 10 | 19u << 26};
+
 namespace {
+
+__device__ __forceinline__ mma::Expo make_expo() {
+  const uint4 v = g_mma_expo;
+  return mma::Expo{{v.x, v.y, v.z, v.w}};
+}
 
 using mma::Geometry;
 using mma::TileRegs;
@@ -443,9 +454,10 @@ __device__ __forceinline__ void wide_tile(const uint8_t* slot, const Geometry& g
     gj.lr0 = 16 * j;
     TileRegs r;
     mma::load_codes<B, true, false>(w, w + w0, w + w0 + w1, gj, r);
-    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float c[4];
+    mma::init_offset(c, off);
     mma::mma_codes_raw<B>(r, x, c, ex);
-    mma::apply_scales_raw(c, r, xs, off, y[j]);
+    mma::apply_scales(c, r, xs, y[j]);
   });
 }
 
@@ -470,7 +482,8 @@ __device__ __forceinline__ void wide_tile_ilp(const uint8_t* slot, const Geometr
       gj.lr0 = 16 * (G.value * kGroup + J.value);
       mma::load_codes<B, true, false>(w, w + w0, w + w0 + w1, gj, r[J.value]);
     });
-    float c[kGroup][4] = {};
+    float c[kGroup][4];
+    static_for<kGroup>([&](auto J) { mma::init_offset(c[J.value], off); });
     static_for<8>([&](auto S) {
       constexpr int s = S.value;
       static_for<kGroup>([&](auto J) {
@@ -481,7 +494,7 @@ __device__ __forceinline__ void wide_tile_ilp(const uint8_t* slot, const Geometr
                       mma::code_pair_raw<B, 2 * s + 1>(q.w0[1], q.w1[1], ex), x[2 * s], x[2 * s + 1]);
       });
     });
-    static_for<kGroup>([&](auto J) { mma::apply_scales_raw(c[J.value], r[J.value], xs, off, y[G.value * kGroup + J.value]); });
+    static_for<kGroup>([&](auto J) { mma::apply_scales(c[J.value], r[J.value], xs, y[G.value * kGroup + J.value]); });
   });
 }
 
@@ -565,7 +578,7 @@ __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(cons
   const uint4* xp = reinterpret_cast<const uint4*>(a.x_half + geo.g * a.ld + tc0 * 128 + geo.t * 32);
   const float* sp = a.x_sums + tc0 * kXSumStride + 2 * geo.t;
   float y[4][4] = {};
-  const mma::Expo ex = mma::make_expo();
+  const mma::Expo ex = make_expo();
   int s = 0;
   uint32_t phase = 0;
   for (int i = 0; i < ntiles; ++i, xp += 16, sp += kXSumStride) {

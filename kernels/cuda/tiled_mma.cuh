@@ -178,26 +178,21 @@ __host__ __device__ constexpr int offset_class(int P0) { return P0 == 2 ? 1 : P0
 // Variant 4's decode: the same pair without the HFMA2. The exponent is chosen per pair so
 // that the code's lowest bit weighs exactly 1: with the pair at mantissa bit p the f16 is
 // 2^(10-p) (1 + q 2^p / 1024) = 2^(10-p) + q. So one LOP3 (mask, or the exponent in) per pair
-// for 2-, 4- and 8-bit codes; the MMA then sums (2^(10-p) + q) x, and the epilogue subtracts
-// sum 2^(10-p) x, which depends on x and the plane-0 width only (the "offset sums" that
+// for 2-, 4- and 8-bit codes; the MMA then sums (2^(10-p) + q) x onto accumulators that start at
+// -sum 2^(10-p) x (init_offset), which depends on x and the plane-0 width only (the "offset sums" that
 // convert_x writes per 128 columns, mma_offset_weight). Both sums are exact products added in
 // f32: the cancellation costs about 2^-24 * 2^(10-p) / q of the result, far below the f16
 // rounding of x.
-// The exponents 2^(10-p) for p = 0, 2, 4, 6 (p is always even), in registers the compiler
-// cannot see into: with both the mask and the exponent as immediates it splits
-// (w & mask) | exponent into two LOP3s (a SASS LOP3 takes one immediate; seen in the SASS of
-// the first version), with the exponent in a register it is one.
+// The exponents 2^(10-p) for p = 0, 2, 4, 6 (p is always even) must sit in registers: a SASS
+// LOP3 takes one immediate, so with both the mask and the exponent as immediates the decode
+// is two LOP3s per pair. An inline-asm mov of an immediate did not stop ptxas from folding it
+// back (run 15's SASS: 66 LOP3s per 16 x 128 block at 2 bits instead of 32), so the values
+// come from a global the compiler cannot assume constant (tiled_mma.cu g_mma_expo), loaded
+// once per thread.
 struct Expo {
   uint32_t e[4];
 };
-__device__ __forceinline__ Expo make_expo() {
-  Expo x;
-  static_for<4>([&](auto I) {
-    const uint32_t v = (uint32_t(25 - 2 * I.value) << 10) * 0x00010001u;
-    asm("mov.b32 %0, %1;" : "=r"(x.e[I.value]) : "r"(v));
-  });
-  return x;
-}
+// make_expo (tiled_mma.cu) reads them.
 
 template <int B, int K>
 __device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const uint32_t (&w1)[2], const Expo& ex) {
@@ -235,15 +230,9 @@ __device__ __forceinline__ void mma_codes_raw(const TileRegs& r, const uint32_t 
   static_for<4>([&](auto I) { c[I.value] += d[I.value]; });
 }
 
-// y += scale * (c - offset) + min * sum(x): variant 4's epilogue (offset = sum 2^(10-p) x).
-__device__ __forceinline__ void apply_scales_raw(const float (&c)[4], const TileRegs& r, float2 xs, float2 off,
-                                                 float (&y)[4]) {
-  const float2 a = __half22float2(as_half2(r.sm[0])), b = __half22float2(as_half2(r.sm[1]));  // {scale, min}
-  y[0] = fmaf(a.x, c[0] - off.x, fmaf(a.y, xs.x, y[0]));
-  y[1] = fmaf(a.x, c[1] - off.y, fmaf(a.y, xs.y, y[1]));
-  y[2] = fmaf(b.x, c[2] - off.x, fmaf(b.y, xs.x, y[2]));
-  y[3] = fmaf(b.x, c[3] - off.y, fmaf(b.y, xs.y, y[3]));
-}
+// Variant 4's accumulators start at -offset (offset = sum 2^(10-p) x, x rows 2t and 2t + 1 in
+// the C fragment's columns), so that the MMAs leave sum q x: one FADD per output fewer.
+__device__ __forceinline__ void init_offset(float (&c)[4], float2 off) { c[0] = -off.x, c[1] = -off.y, c[2] = -off.x, c[3] = -off.y; }
 
 // Two accumulators (even and odd steps) halve the chain of dependent MMAs.
 template <int B>
