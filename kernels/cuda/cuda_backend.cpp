@@ -129,7 +129,16 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   // to aim for, programmatic dependent launch, variant 4's ring size per warp. Variant 4 needs
   // sm_90 (bulk copies); the defaults were the fastest measured (bench/results/cuda_matvec_*).
   const int best = p.major >= 9 ? 5 : 2;
-  mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", best, 0, p.major >= 9 ? kTiledMmaVariants - 1 : 3);
+  mma_fallback_ = best;
+  const char* forced = std::getenv("SBITS_CUDA_MMA_VARIANT");
+  auto_dp4a_ = !forced || !*forced;
+  mma_variant_ = env_int("SBITS_CUDA_MMA_VARIANT", best, 0, kTiledMmaVariants - 1);
+  if (p.major < 9 && (mma_variant_ == 4 || mma_variant_ == 5))
+    fail("cuda backend", "SBITS_CUDA_MMA_VARIANT=", mma_variant_, " needs sm_90 (bulk copies), this device is sm_",
+         p.major, p.minor);
+  dp4a_steps_ = env_int("SBITS_CUDA_DP4A_STEPS", 4, 2, 8);
+  if (dp4a_steps_ != 2 && dp4a_steps_ != 4 && dp4a_steps_ != 8)
+    fail("cuda backend", "SBITS_CUDA_DP4A_STEPS=", dp4a_steps_, " must be 2, 4 or 8");
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
   st_->ctx.pdl = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0 && p.major >= 9;

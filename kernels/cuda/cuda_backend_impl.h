@@ -103,8 +103,13 @@ class CudaBackend final : public Backend {
   void matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   // An f16 (or bf16) copy of x's first n rows, ld columns (zero beyond cols), with per-128-column
-  // sums when `sums`; reused while x is unchanged.
-  const uint16_t* half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums);
+  // sums when `sums` and variant 6's digits of row 0 when `xq`; reused while x is unchanged.
+  const uint16_t* half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums,
+                         bool xq = false);
+  // Variant 6's x scratch for ld columns (launch.h ConvertXArgs::xq); may drain to grow.
+  std::pair<uint8_t*, float*> xq_scratch(int64_t ld);
+  // The tiled kernel variant for a matvec of n rows on t (tiled_mma_* and tiled_dp4a).
+  int64_t tiled_variant(const TiledDev& t, int n) const;
   // Split-K and ring depth of a variant-4/5 launch over block_rows 64-row blocks (or the
   // variant's blocks) of tiles_c tile columns; partial_ld is the partials' row stride.
   void tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,
@@ -134,7 +139,7 @@ class CudaBackend final : public Backend {
   bool deferrable(const CudaWeight& w, int n) const;
   void defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void flush_pending();
-  void record_elem(const Pending& p, int64_t ld);  // ld > 0: fused with x's conversion
+  void record_elem(const Pending& p, int64_t ld, bool xq);  // ld > 0: fused with x's conversion
   void record_group(const Pending& p);
 
   template <class A>
@@ -146,6 +151,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DeviceState> st_;
   std::string description_;
   int mma_variant_ = 1;
+  int mma_fallback_ = 1;  // for the launches variant 6 does not take (n > 1, other layouts)
+  // No variant forced: n = 1 matvecs of at least kDp4aMinCols columns take variant 6.
+  bool auto_dp4a_ = true;
+  int dp4a_steps_ = 4;  // variant 6: rows per lane per tile (SBITS_CUDA_DP4A_STEPS)
+  int dp4a_blocks_per_sm_ = 0;  // variant 6's occupancy, asked once
   int mma_warps_per_sm_ = 8;
   int64_t mma_ring_bytes_ = 12288;  // variant 4: shared memory per warp to aim for
   std::map<int64_t, int> wide_blocks_per_sm_;  // variant 4: blocks per SM by shared memory
@@ -159,7 +169,7 @@ class CudaBackend final : public Backend {
     uint64_t version = 0;
     int n = 0;
     int64_t cols = 0, ld = 0;
-    bool bf16 = false, sums = false;
+    bool bf16 = false, sums = false, xq = false;
     const void* data = nullptr;  // where the copy is (scratch may move when it grows)
   } half_x_;
 };

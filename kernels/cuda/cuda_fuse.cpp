@@ -17,6 +17,8 @@
 // separate launches: each member's tiles, split-K order and epilogue are unchanged, and the
 // fused kernels compute the f32 output and the f16 copy with convert_x's arithmetic.
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "kernels/cuda/cuda_backend_impl.h"
 
@@ -55,13 +57,13 @@ void CudaBackend::flush_pending() {
   const Pending p = pending_;
   pending_ = Pending{};
   if (p.count == 0) {
-    record_elem(p, 0);
+    record_elem(p, 0, false);
     return;
   }
   record_group(p);
 }
 
-void CudaBackend::record_elem(const Pending& p, int64_t ld) {
+void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
   if (p.elem == PendingElem::none) return;
   st_->queue->begin_op(0);
   if (ld == 0) {
@@ -79,7 +81,10 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld) {
   void* xh = st_->x_half.ensure(*st_, checked_mul(op, p.n, ld * 2), "matmul x (f16)");
   auto* sums = static_cast<float*>(
       st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4), "matmul x sums"));
+  const auto [q, qmeta] = xq ? xq_scratch(ld) : std::pair<uint8_t*, float*>{nullptr, nullptr};
   auto conv = zeroed<ConvertXArgs>();
+  conv.xq = q;
+  conv.xq_meta = qmeta;
   conv.x = out.ptr();
   conv.out = xh;
   conv.sums = sums;
@@ -98,7 +103,7 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld) {
     a.conv = conv;
     record(run<SwigluConvertArgs, launch_swiglu_convert>, a);
   }
-  half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, true, xh};
+  half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, true, xq, xh};
 }
 
 void CudaBackend::record_group(const Pending& p) {
@@ -106,7 +111,7 @@ void CudaBackend::record_group(const Pending& p) {
   const TiledDev& t0 = w0.tiled;
   const int64_t ld = t0.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
   auto a = zeroed<TiledMmaArgs>();
-  a.variant = mma_variant_;
+  a.variant = tiled_variant(t0, p.n);  // members share cols and n: the same for all
   int64_t slot_bytes = 0, block_rows = 0;
   for (int i = 0; i < p.count; ++i) {
     const CudaWeight& w = *p.mm[i].w;
@@ -121,12 +126,14 @@ void CudaBackend::record_group(const Pending& p) {
   const bool fuse_elem = p.elem != PendingElem::none && p.elem_out == p.x && ld <= kFusedConvertMaxLd &&
                          (p.elem == PendingElem::rmsnorm ? p.rms.n == p.n && p.rms.width == w0.cols
                                                          : p.swi.count == int64_t(p.n) * w0.cols);
-  record_elem(p, fuse_elem ? ld : 0);
+  const bool xq = a.variant == kTiledDp4aVariant;
+  record_elem(p, fuse_elem ? ld : 0, xq);
   a.t = t0;
   a.y = a.members[0].y;
   a.accumulate = a.members[0].accumulate;
-  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, true);
+  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, true, xq);
   a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+  if (xq) std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
   a.ld = ld;
   a.n = p.n;
   st_->queue->begin_op(0);

@@ -5,9 +5,13 @@
 //   f32/f16/bf16, n > 8    cuBLAS; f16/bf16 weights take x rounded to their type
 //   tiled, n <= 8          the tensor-core kernel (tiled_mma.cu) when tile_rows % 16 == 0,
 //                          tile_cols == group == 128 (what sbits-quantize writes); otherwise
-//                          the generic kernel, one block per row, f32 math
+//                          the generic kernel, one block per row, f32 math. n = 1 on weights
+//                          of >= 2048 columns (a multiple of 128) and <= 16384 rows: integer
+//                          dot products (tiled_dp4a.cu, variant 6)
 //   tiled, n > 8           dequantize row chunks to f16 + cuBLAS (prefill is matrix-bound)
 #include <algorithm>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_backend_impl.h"
@@ -132,16 +136,18 @@ void CudaBackend::matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, 
   record(run<GemmArgs, launch_gemm>, a);
 }
 
-const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums) {
+const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, int64_t ld, bool bf16, bool sums,
+                                    bool xq) {
   const char* op = "matmul";
   const size_t bytes = checked_mul(op, n, ld * 2);
   void* out = st_->x_half.ensure(*st_, bytes, "matmul x (f16)");
   float* s = sums ? static_cast<float*>(st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4), "matmul x sums"))
                   : nullptr;
-  HalfX key{&x, x.version, n, cols, ld, bf16, sums, out};
+  const auto [q, qmeta] = xq ? xq_scratch(ld) : std::pair<uint8_t*, float*>{nullptr, nullptr};
+  HalfX key{&x, x.version, n, cols, ld, bf16, sums, xq, out};
   HalfX& c = half_x_;
   if (c.buffer == key.buffer && c.version == key.version && c.n == n && c.cols == cols && c.ld == ld &&
-      c.bf16 == bf16 && (c.sums || !sums) && c.data == out)
+      c.bf16 == bf16 && (c.sums || !sums) && (c.xq || !xq) && c.data == out)
     return static_cast<const uint16_t*>(out);
   st_->queue->begin_op(0);
   auto a = zeroed<ConvertXArgs>();
@@ -152,9 +158,36 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
   a.cols = cols;
   a.ld = ld;
   a.bf16 = bf16;
+  a.xq = q;
+  a.xq_meta = qmeta;
   record(run<ConvertXArgs, launch_convert_x>, a);
   half_x_ = key;
   return static_cast<const uint16_t*>(out);
+}
+
+std::pair<uint8_t*, float*> CudaBackend::xq_scratch(int64_t ld) {
+  const int64_t tiles = (ld + 127) / 128;
+  auto* base = static_cast<uint8_t*>(st_->x_q.ensure(
+      *st_, checked_mul("matmul", tiles, kXqTileBytes + kXqMetaFloats * 4), "matmul x digits (variant 6)"));
+  return {base, reinterpret_cast<float*>(base + tiles * kXqTileBytes)};
+}
+
+// Variant 6 is the default for single-row matvecs on weights at least this wide and at most this
+// tall: on the 7B-shaped random models (4096 and 11008 columns) it decoded 1-2.5% faster than
+// variant 5, on tech-llama-58m (512 and 1536 columns) 4-5% slower; on a 32000x4096 classifier of
+// mixed 2- and 3-bit tiles its matvec took 25.5 us against 20.6 (a warp walks ~8 tiles in series
+// there, where variant 5 keeps several in flight). H200, runs 20 and 22; kernels/cuda/NOTES.md
+// round 4.
+constexpr int64_t kDp4aMinCols = 2048;
+constexpr int64_t kDp4aMaxRows = 16384;
+
+int64_t CudaBackend::tiled_variant(const TiledDev& t, int n) const {
+  int64_t v = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
+  const bool dp4a_fits = n == 1 && t.cols % 128 == 0 && t.tile_rows == 64;
+  if (auto_dp4a_ && dp4a_fits && t.cols >= kDp4aMinCols && t.rows <= kDp4aMaxRows) v = kTiledDp4aVariant;
+  if (v == kTiledDp4aVariant && !dp4a_fits) v = mma_fallback_;
+  if (tiled_mma_needs_offs16(v) && !t.offs16) v = 1;
+  return v;
 }
 
 // Splits the tile columns so that about mma_warps_per_sm_ warps per multiprocessor have work
@@ -163,7 +196,13 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
 void CudaBackend::tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,
                               TiledMmaArgs& a) {
   int warps_per_sm = mma_warps_per_sm_;
-  if (a.variant >= 4) {
+  int64_t per_block = tiled_mma_chunks_per_block(a.variant);
+  if (a.variant == kTiledDp4aVariant) {
+    a.dp4a_steps = dp4a_steps_;
+    per_block = tiled_dp4a_chunks_per_block(a.dp4a_steps);
+    if (dp4a_blocks_per_sm_ == 0) dp4a_blocks_per_sm_ = tiled_dp4a_blocks_per_sm(a.dp4a_steps);
+    warps_per_sm = std::min(warps_per_sm, kWideWarps * dp4a_blocks_per_sm_);
+  } else if (a.variant >= 4) {
     // Ring depth: about ring_bytes_ per warp, 2..8 slots, within the block's shared memory.
     a.slot_bytes = slot_bytes;
     a.stages = std::clamp<int64_t>(mma_ring_bytes_ / slot_bytes, 2, 8);
@@ -175,7 +214,6 @@ void CudaBackend::tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block
     if (fresh) it->second = tiled_mma_wide_blocks_per_sm(a.smem_bytes);
     warps_per_sm = std::min(warps_per_sm, kWideWarps * it->second);
   }
-  const int64_t per_block = tiled_mma_chunks_per_block(a.variant);
   // Rounded, not ceiled: a grid just over one wave would leave most of its second wave idle.
   const int64_t target_blocks = std::max<int64_t>(1, int64_t(st_->ctx.sm_count) * warps_per_sm / 4);
   int64_t chunks = std::max<int64_t>(1, (target_blocks + block_rows / 2) / block_rows) * per_block;
@@ -207,14 +245,15 @@ void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, 
   const int64_t ld = t.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
   if (n <= kMatvecMaxRows) {
     auto a = zeroed<TiledMmaArgs>();
-    a.variant = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
-    if (tiled_mma_needs_offs16(a.variant) && !t.offs16) a.variant = 1;
+    a.variant = tiled_variant(t, n);
     // May drain the queue to grow scratch: before anything is staged.
     tiled_split(w.slot_bytes, t.tiles_c, (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant),
                 t.rows, n, a);
     a.t = t;
-    a.x_half = half_x(x, n, t.cols, ld, false, true);
+    const bool xq = a.variant == kTiledDp4aVariant;
+    a.x_half = half_x(x, n, t.cols, ld, false, true, xq);
     a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+    if (xq) std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
     a.ld = ld;
     a.n = n;
     a.y = y.ptr();

@@ -158,9 +158,10 @@ class DeviceState {
   // (cuda_fuse.cpp), so that nothing freed or read after a drain is still wanted by them.
   std::function<void()> before_drain;
 
-  // x as f16 (+ group sums) for the tiled kernels and cuBLAS, split-K partial sums and their
-  // counters, attention partials, dequantized weight chunks for prefill, top_k's results.
-  Scratch x_half, x_sum, partial, counters, attn, attn_counters, dequant, topk, topk_counters;
+  // x as f16 (+ group sums, + variant 6's digits) for the tiled kernels and cuBLAS, split-K
+  // partial sums and their counters, attention partials, dequantized weight chunks for prefill,
+  // top_k's results.
+  Scratch x_half, x_sum, x_q, partial, counters, attn, attn_counters, dequant, topk, topk_counters;
 
  private:
   DeviceMemory cublas_workspace_;

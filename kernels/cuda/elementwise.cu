@@ -153,6 +153,36 @@ __global__ void get_rows_kernel(const GetRowsArgs a) {
   if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
 }
 
+// Variant 6's x (tiled_dp4a.cu): the 32 columns c of one warp (lane = c % 32, one pack unit u of
+// tile column t) as x ~ d (hi + lo / 256), int8 digits, d = max |x| / 127 over the unit. The
+// digits go to the byte each code class's dp4a reads (tiled_dp4a.cu's top comment), for each
+// plane width P: code i of the unit is code idx = i % n of word k = i / n (n = 32 / P), in
+// class (idx % (n / 2)) / 2 at byte 2 (idx % 2) + (idx >= n / 2). {d / 256, sum x} per unit.
+__device__ __forceinline__ void xq_store(uint8_t* xq, float* meta, int64_t c, float v) {
+  const int lane = int(c % 32), u = int((c / 32) % 4);
+  const int64_t t = c / 128;
+  const float amax = warp_max(fabsf(v)), sum = warp_sum(v);
+  int hi = 0, lo = 0;
+  if (amax > 0.0f) {
+    const float s = v * (127.0f / amax);
+    hi = __float2int_rn(s);
+    lo = min(max(__float2int_rn((s - float(hi)) * 256.0f), -127), 127);
+  }
+  uint8_t* base = xq + t * kXqTileBytes + u * 64;
+  static_for<4>([&](auto I) {
+    constexpr int P = 1 << I.value, n = 32 / P, h = n / 2;
+    const int k = lane / n, idx = lane % n;
+    const int e = k * (8 / P) + (idx % h) / 2, b = 2 * (idx % 2) + (idx >= h ? 1 : 0);
+    uint8_t* p = base + I.value * 256 + e * 4 + b;
+    p[0] = uint8_t(int8_t(hi));
+    p[32] = uint8_t(int8_t(lo));
+  });
+  if (lane == 0) {
+    meta[t * kXqMetaFloats + 2 * u] = amax / (127.0f * 256.0f);
+    meta[t * kXqMetaFloats + 2 * u + 1] = sum;
+  }
+}
+
 // Value v of row j, column c (zero outside n x cols) to f16 and, with sums, its share of the
 // per-128-column sums. Called by every thread of a block of 128 threads that covers columns
 // [128 b, 128 b + 128) of row j (threadIdx.x = c % 128). f16 saturates at +-65504 rather than
@@ -165,6 +195,7 @@ __device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, 
     const __half h = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
     if (j < a.n && c < a.ld) static_cast<__half*>(a.out)[j * a.ld + c] = h;
     rounded = __half2float(h);
+    if (a.xq && j == 0) xq_store(a.xq, a.xq_meta, c, rounded);
   }
   if (!a.sums) return;
   // The plain sum and the offsets of variant 4's decode (launch.h ConvertXArgs): column c of
@@ -233,6 +264,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
     const __half hv = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
     h[i] = hv;
     const float r = __half2float(hv);
+    if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, i, r);
     float v4[4] = {r, r * float(1024 >> mma::pair_shift(2, pair)), r * float(1024 >> mma::pair_shift(4, pair)),
                    r * float(1024 >> mma::pair_shift(8, pair))};
     for (int k = 0; k < 4; ++k) {

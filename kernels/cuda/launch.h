@@ -113,11 +113,18 @@ struct CopyArgs {
 //   sums[t * 32 + 8 * k + j]  = sum_c 2^(10 - p(k, c)) x[c], k = 1, 2, 3 for plane-0 widths
 //                               2, 4, 8: the offsets variant 4's decode leaves in (tiled_mma.cuh)
 constexpr int kXSumStride = 32;
+// With xq != null also row 0 of x in variant 6's integer form (tiled_dp4a.cu): per 128 columns
+// t, kXqTileBytes of int8 digits at xq + t * kXqTileBytes and kXqMetaFloats floats at
+// xq_meta + t * kXqMetaFloats.
+constexpr int64_t kXqTileBytes = 1024;
+constexpr int64_t kXqMetaFloats = 8;
 struct ConvertXArgs {
   const float* x;
   void* out;
   float* sums;
   int64_t n, cols, ld, bf16;
+  uint8_t* xq;
+  float* xq_meta;
 };
 
 // An rmsnorm or swiglu whose output is the x of the next tiled matvec, fused with that x's
@@ -197,6 +204,11 @@ struct TiledMmaArgs {
   // slot_bytes is the members' largest.
   int64_t group;
   TiledMmaMember members[kTiledMmaMaxGroup];
+  // Variant 6 (n = 1): x as ConvertXArgs::xq and xq_meta; rows per lane per tile (2, 4 or 8:
+  // a warp covers 8 * dp4a_steps rows of a strip, a block 4 / (8 / dp4a_steps) chunks).
+  const uint8_t* xq;
+  const float* xq_meta;
+  int64_t dp4a_steps;
 };
 
 // Any tiled layout, n <= 8 rows, f32 x: one block per output row, the reference dequantization.
@@ -241,7 +253,13 @@ int attention_max_head_dim();
 // one chunk; 4 (sm_90) needs tile_rows == 64 and has blocks of one tile strip x kWideWarps
 // chunks, a warp each (5 too). A chunk is tiles_per_split (at most kTiledMmaMaxTilesPerWarp) tile columns; each
 // block row needs one split-K counter.
-constexpr int kTiledMmaVariants = 6;
+// 6 (any sm_80+, n = 1 only, tile_rows == 64, cols % 128 == 0, offs16): integer dot products
+// on x in two int8 digits (tiled_dp4a.cu); other launches of a variant-6 backend take 5 (sm_90)
+// or 2. With no variant forced (SBITS_CUDA_MMA_VARIANT unset) n = 1 matvecs on weights of at
+// least 2048 columns and at most 16384 rows take 6, the rest 5 (sm_90) or 2
+// (cuda_matmul.cpp tiled_variant).
+constexpr int kTiledMmaVariants = 7;
+constexpr int kTiledDp4aVariant = 6;
 constexpr int kWideWarps = 4;  // variant 4: warps per block, each its own chunk of tile columns
 constexpr int kTiledMmaMaxTilesPerWarp = 31;  // lane 31 holds the end of the last tile
 constexpr int tiled_mma_block_rows(int64_t variant) { return variant == 0 ? 16 : 64; }
@@ -251,6 +269,10 @@ constexpr int tiled_mma_chunks_per_block(int64_t variant) { return variant == 0 
 // Variants 4 and 5 (sm_90 only: bulk copies on mbarriers): sets the kernel's shared-memory limit once
 // and returns how many blocks of smem_bytes fit on a multiprocessor.
 int tiled_mma_wide_blocks_per_sm(int64_t smem_bytes);
+// Variant 6's resident blocks (of 4 warps) per multiprocessor, for dp4a_steps rows per lane.
+int tiled_dp4a_blocks_per_sm(int64_t steps);
+constexpr int tiled_dp4a_chunks_per_block(int64_t steps) { return int(kWideWarps / (8 / steps)); }
+void launch_tiled_dp4a(const TiledMmaArgs& a, const ExecContext& c);
 // Variant 4's shared memory for `stages` slots of slot_bytes per warp.
 constexpr int64_t tiled_mma_wide_smem(int64_t stages, int64_t slot_bytes) {
   return kWideWarps * stages * (slot_bytes + 8);

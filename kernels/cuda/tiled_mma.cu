@@ -511,25 +511,6 @@ __device__ __forceinline__ void wide_f16_tile(const uint8_t* tile, const Geometr
   });
 }
 
-// A grouped launch's block row blockIdx.x as block row bx of its member: the launch's
-// arguments with that member's weight, output and split-K scratch (selected by value, so the
-// member array is never indexed dynamically).
-__device__ __forceinline__ TiledMmaArgs group_member(const TiledMmaArgs& g, int64_t& bx) {
-  TiledMmaArgs a = g;
-  bx = blockIdx.x;
-  if (g.group <= 1) return a;
-  int64_t b0 = 0;
-  static_for<kTiledMmaMaxGroup - 1>([&](auto I) {
-    const TiledMmaMember& m = g.members[I.value + 1];
-    if (I.value + 1 < g.group && int64_t(blockIdx.x) >= m.block0)
-      a.t = m.t, a.y = m.y, a.accumulate = m.accumulate, b0 = m.block0;
-  });
-  bx -= b0;
-  if (a.partial) a.partial += b0 * 64;
-  if (a.counters) a.counters += b0;
-  return a;
-}
-
 template <bool kInterleave>
 __global__ void __launch_bounds__(32 * kWideWarps, 4) tiled_mma_wide_kernel(const TiledMmaArgs g) {
   extern __shared__ __align__(128) uint8_t smem[];
@@ -630,7 +611,8 @@ void launch_tiled_mma(const TiledMmaArgs& a, const ExecContext& c) {
     case 2: launch(tiled_mma_lean_kernel<3, 8>, a, 64, 3 * kSlotBytes, c); break;
     case 3: launch(tiled_mma_lean_kernel<4, 6>, a, 64, 4 * kSlotBytes, c); break;
     case 4: launch(tiled_mma_wide_kernel<false>, a, 64, int(a.smem_bytes), c); break;
-    default: launch(tiled_mma_wide_kernel<true>, a, 64, int(a.smem_bytes), c); break;
+    case 5: launch(tiled_mma_wide_kernel<true>, a, 64, int(a.smem_bytes), c); break;
+    default: launch_tiled_dp4a(a, c); return;  // tiled_dp4a.cu
   }
   CUDA_CHECK_LAUNCH();
 }

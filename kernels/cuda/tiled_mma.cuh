@@ -279,3 +279,26 @@ __device__ __forceinline__ void apply_scales(const float (&c)[4], const TileRegs
 }
 
 }  // namespace sbits::kernels::cuda::mma
+
+namespace sbits::kernels::cuda {
+
+// A grouped launch's block row blockIdx.x as block row bx of its member: the launch's
+// arguments with that member's weight, output and split-K scratch (selected by value, so the
+// member array is never indexed dynamically).
+__device__ __forceinline__ TiledMmaArgs group_member(const TiledMmaArgs& g, int64_t& bx) {
+  TiledMmaArgs a = g;
+  bx = blockIdx.x;
+  if (g.group <= 1) return a;
+  int64_t b0 = 0;
+  static_for<kTiledMmaMaxGroup - 1>([&](auto I) {
+    const TiledMmaMember& m = g.members[I.value + 1];
+    if (I.value + 1 < g.group && int64_t(blockIdx.x) >= m.block0)
+      a.t = m.t, a.y = m.y, a.accumulate = m.accumulate, b0 = m.block0;
+  });
+  bx -= b0;
+  if (a.partial) a.partial += b0 * 64;
+  if (a.counters) a.counters += b0;
+  return a;
+}
+
+}  // namespace sbits::kernels::cuda

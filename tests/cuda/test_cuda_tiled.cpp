@@ -4,10 +4,12 @@
 // against the dense rows exactly.
 //
 // Tolerances, relative to sum |w x| of each output: the tensor-core kernel multiplies exact
-// codes by x rounded to f16 (at most 2^-11 relative each): 1e-3. The generic kernel is f32:
+// codes by x rounded to f16 (at most 2^-11 relative each): 1e-3; variant 6 (n = 1) writes that f16 x
+// as two int8 digits per 32 columns (within 2^-15 of their largest): 1e-3 too. The generic kernel is f32:
 // 1e-5. Prefill (n > 8) also rounds the weights to f16: 2e-3.
 #include <doctest/doctest.h>
 
+#include "kernels/cuda/launch.h"  // kTiledMmaVariants
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/kernels/tiled/tiled_test_util.h"
 
@@ -81,8 +83,9 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
   // both directions; the others (G != 128, C != 128, R = 20) take the generic kernel.
   const Shape shapes[] = {{172, 64, 64, 128, 128},   {64, 172, 64, 128, 128},  {200, 300, 64, 128, 128},
                           {1, 32, 64, 128, 128},     {130, 1000, 16, 128, 128}, {96, 257, 32, 128, 128},
+                          {200, 384, 64, 128, 128},  {70, 256, 64, 128, 128},
                           {100, 300, 64, 128, 32},   {130, 257, 16, 64, 32},   {33, 200, 20, 128, 128}};
-  for (int variant = 0; variant < 6; ++variant) {
+  for (int variant = 0; variant < cuda::kTiledMmaVariants; ++variant) {
     ScopedEnv env("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
     auto gpu = make_cuda();
     for (const Shape& s : shapes) {
@@ -102,11 +105,13 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
   }
 }
 
-TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every variant") {
+TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every variant and the default choice") {
   const Shape shapes[] = {{512, 1536, 64, 128, 128}, {1000, 4096, 64, 128, 128}, {4096, 700, 64, 128, 128}};
-  for (int variant = 0; variant < 6; ++variant) {
+  // variant == kTiledMmaVariants: none forced, the backend picks per weight and n (variant 6 for
+  // n = 1 on the 4096-column shape, 5 or 2 otherwise).
+  for (int variant = 0; variant <= cuda::kTiledMmaVariants; ++variant) {
     for (const char* warps : {"1", "8", "64"}) {  // few warps: no split; many: deep split-K
-      ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
+      ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", variant < cuda::kTiledMmaVariants ? std::to_string(variant) : "");
       ScopedEnv e2("SBITS_CUDA_MMA_WARPS_PER_SM", warps);
       auto gpu = make_cuda();
       for (const Shape& s : shapes) {

@@ -1,0 +1,265 @@
+// Variant 6 of the tiled matvec (n = 1): integer dot products straight from the format's tile
+// layout, no tensor cores, no shared-memory staging.
+//
+// Why: variants 4 and 5 feed the tensor cores at n = 1, where 7 of every MMA's 8 columns are
+// empty, and were latency-bound (run 15, 11008x4096 at 2 bits: 25% of issue slots busy, ~10
+// warps per SM, ~500 warp instructions per 64 x 128 tile). Here a lane owns one pack unit (32
+// columns) of one row at a time and multiplies its codes with x by dp4a, four products per
+// instruction, into int32; registers are few, so many warps fit on a multiprocessor.
+//
+// x: convert_x (elementwise.cu xq_store) writes row 0 of x, rounded to f16 as for the other
+// variants, per 32 columns as x ~ d (hi + lo / 256) with int8 digits hi, lo and
+// d = max |x| / 127 over the 32 columns: at most ~d / 256 (2^-15 of the unit's largest |x|) from
+// the f16 value. So sum_c q_c x_c = (d / 256) (256 sum q hi + sum q lo), both integer sums
+// exact (|256 H + L| < 2^31 even for 8-bit codes: 255 * 127 * 32 * 257).
+//
+// Codes: in a plane of width P a word holds n = 32 / P codes, code i at bit P slot(i)
+// (codec_plane.h). (w >> P cls) & mask(P) leaves in byte b the code
+//     [2 cls, n/2 + 2 cls, 2 cls + 1, n/2 + 2 cls + 1][b]          cls = 0 .. 8/P - 1
+// of that word: one class of four codes per dp4a. xq_store writes x's digits in that byte order
+// for each plane width, word e = k (8/P) + cls for word k of the unit. A high plane (3, 5 and
+// 6 bits) is moved to bit P0 of each byte by the same shift-and-mask, so both planes add into
+// one pair of accumulators.
+//
+// Work split: block (x, y) owns 64-row strip x. A warp takes rows 8 (rg kSteps + j) + lane / 4,
+// j < kSteps (kSteps = dp4a_steps: 2, 4 or 8), unit lane % 4 of each, for every tile of its chunk
+// of tile columns: each step is 32 consecutive (row, unit) pairs, one contiguous run of every
+// plane. 8 / kSteps warps share a chunk (row groups rg), so a block of 4 warps has kSteps / 2
+// chunks (chunk kSteps / 2 y + slot). A lane keeps its kSteps rows' sums across the chunk's
+// tiles; the 4 lanes of a row meet by shuffles at the end, the chunks in shared memory, the
+// splits (grid y) as in variant 4's finish(): fixed orders, so results do not depend on timing.
+// kSteps = 4 is the default: run 18 (H200) measured 4 fastest for the 7B decode (292 tok/s at
+// 2.5 bpw vs 271 for 2 and 257 for 8; fewer rows per lane leave each warp too little to overlap,
+// more make fewer, longer warps whose slowest tile decides).
+#include "kernels/cuda/tiled_mma.cuh"
+
+namespace sbits::kernels::cuda {
+namespace {
+
+using mma::ld_stream16;
+using mma::ld_stream4;
+using mma::ld_stream8;
+
+// Unsigned codes (8-bit ones reach 255) times signed digits.
+__device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
+  int d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__host__ __device__ constexpr int plane_index(int P) { return P == 1 ? 0 : P == 2 ? 1 : P == 4 ? 2 : 3; }
+
+// The unit's digits for plane width P: words 0..7 hi, 8..15 lo (xq_store's layout).
+template <int P>
+__device__ __forceinline__ void load_digits(const uint8_t* xq, int unit, uint32_t (&x)[16]) {
+  const uint4* p = reinterpret_cast<const uint4*>(xq + plane_index(P) * 256 + unit * 64);
+  static_for<4>([&](auto V) {
+    const uint4 v = __ldg(p + V.value);
+    x[4 * V.value] = v.x, x[4 * V.value + 1] = v.y, x[4 * V.value + 2] = v.z, x[4 * V.value + 3] = v.w;
+  });
+}
+
+// The P words of one unit of a plane (16-byte aligned runs: unit * P * 4 bytes).
+template <int P>
+__device__ __forceinline__ void load_words(const uint32_t* plane, int unit, uint32_t (&w)[P]) {
+  const uint32_t* p = plane + unit * P;
+  if constexpr (P == 1) {
+    w[0] = ld_stream4(p);
+  } else if constexpr (P == 2) {
+    const uint2 v = ld_stream8(p);
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    static_for<P / 4>([&](auto V) {
+      const uint4 v = ld_stream16(p + 4 * V.value);
+      w[4 * V.value] = v.x, w[4 * V.value + 1] = v.y, w[4 * V.value + 2] = v.z, w[4 * V.value + 3] = v.w;
+    });
+  }
+}
+
+// hi += sum (codes << kShift) x_hi, lo likewise, over the unit's words of one plane of width P.
+template <int P, int kShift>
+__device__ __forceinline__ void dot_plane(const uint32_t (&w)[P], const uint32_t (&x)[16], int& hi, int& lo) {
+  constexpr int kClasses = 8 / P;
+  constexpr uint32_t mask = (((1u << P) - 1u) * 0x01010101u) << kShift;
+  static_for<P>([&](auto K) {
+    static_for<kClasses>([&](auto C) {
+      constexpr int e = K.value * kClasses + C.value;
+      constexpr int s = P * C.value - kShift;  // right shift; negative: left
+      uint32_t v;
+      if constexpr (s >= 0)
+        v = (w[K.value] >> s) & mask;
+      else
+        v = (w[K.value] << -s) & mask;
+      hi = dp4a_us(v, x[e], hi);
+      lo = dp4a_us(v, x[8 + e], lo);
+    });
+  });
+}
+
+// One tile of B-bit codes (rows_t rows of 4 units): y[j] += the lane's unit of row 8 j + lane / 4.
+// Rows past rows_t (a last, shorter strip) load row rows_t - 1 and are dropped, so that every
+// load of the 8 rows can be in flight at once.
+template <int B, int kSteps>
+__device__ __forceinline__ void dp4a_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint8_t* xq,
+                                          const float* meta, float (&y)[kSteps]) {
+  constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
+  const int u = lane & 3;
+  uint32_t x0[16], x1[16];
+  load_digits<P0>(xq, u, x0);
+  if constexpr (P1 != 0) load_digits<P1>(xq, u, x1);
+  const float2 m = __ldg(reinterpret_cast<const float2*>(meta) + u);  // {d / 256, sum x}
+  const uint64_t b0 = quant::tile_plane_bytes(rows_t, 4, P0), b1 = quant::tile_plane_bytes(rows_t, 4, P1);
+  const auto* p0 = reinterpret_cast<const uint32_t*>(tile);
+  const auto* p1 = reinterpret_cast<const uint32_t*>(tile + b0);
+  const auto* sc = reinterpret_cast<const uint32_t*>(tile + b0 + b1);
+  static_for<kSteps>([&](auto J) {
+    const int row = 8 * (rg * kSteps + J.value) + (lane >> 2), r = min(row, rows_t - 1);
+    uint32_t w0[P0];
+    load_words<P0>(p0, r * 4 + u, w0);
+    int hi = 0, lo = 0;
+    dot_plane<P0, 0>(w0, x0, hi, lo);
+    if constexpr (P1 != 0) {
+      uint32_t w1[P1];
+      load_words<P1>(p1, r * 4 + u, w1);
+      dot_plane<P1, P0>(w1, x1, hi, lo);
+    }
+    const float2 f = __half22float2(as_half2(ld_stream4(sc + r)));  // {scale, min}
+    const float v = fmaf(f.x, float(hi * 256 + lo) * m.x, f.y * m.y);
+    if (row < rows_t) y[J.value] += v;
+  });
+}
+
+// An f16 tile (rows_t x 128 halves; the quantizer keeps a few exact): f32 products with x's f16.
+template <int kSteps>
+__device__ __forceinline__ void dp4a_f16_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint16_t* xh,
+                                              float (&y)[kSteps]) {
+  const int u = lane & 3;
+  float2 x[16];
+  static_for<4>([&](auto V) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(xh + u * 32) + V.value);
+    x[4 * V.value] = __half22float2(as_half2(v.x)), x[4 * V.value + 1] = __half22float2(as_half2(v.y));
+    x[4 * V.value + 2] = __half22float2(as_half2(v.z)), x[4 * V.value + 3] = __half22float2(as_half2(v.w));
+  });
+  static_for<kSteps>([&](auto J) {
+    const int row = 8 * (rg * kSteps + J.value) + (lane >> 2);
+    if (row >= rows_t) return;
+    const uint8_t* p = tile + (size_t(row) * 4 + size_t(u)) * 64;
+    float s = 0.0f;
+    static_for<4>([&](auto V) {
+      const uint4 w = ld_stream16(p + 16 * V.value);
+      const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+      static_for<4>([&](auto K) {
+        const float2 f = __half22float2(as_half2(ws[K.value]));
+        s = fmaf(f.x, x[4 * V.value + K.value].x, fmaf(f.y, x[4 * V.value + K.value].y, s));
+      });
+    });
+    y[J.value] += s;
+  });
+}
+
+// The block's 64 row sums (red[warp][row], warps added in order) to y, or with split-K to the
+// partial sums, of which the last block of the strip to finish adds the splits in order.
+template <int kSlots>
+__device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t, int64_t bx) {
+  __shared__ uint32_t last;
+  const int t = threadIdx.x;
+  if (t < rows_t) {
+    float s = red[0][t];
+    for (int k = 1; k < kSlots; ++k) s += red[k][t];
+    const int64_t row = row0 + t;
+    if (a.splits == 1) {
+      float* p = a.y + row;
+      *p = a.accumulate ? *p + s : s;
+    } else {
+      a.partial[int64_t(blockIdx.y) * a.partial_ld + row] = s;
+    }
+  }
+  if (a.splits == 1) return;
+  // One fence after the barrier, as cooperative groups' grid sync does: the barrier orders the
+  // block's partial writes before thread 0's fence and counter update.
+  __syncthreads();
+  if (t == 0) {
+    __threadfence();
+    last = atomicAdd(a.counters + bx, 1u) == uint32_t(a.splits - 1);
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (t < rows_t) {
+    const int64_t row = row0 + t;
+    float s = 0.0f;
+    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + k * a.partial_ld + row);
+    float* p = a.y + row;
+    *p = a.accumulate ? *p + s : s;
+  }
+  if (t == 0) a.counters[bx] = 0;  // ready for the next launch
+}
+
+template <int kSteps>
+__global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
+  constexpr int kGroups = 8 / kSteps;               // warps per 64-row strip of a chunk
+  constexpr int kSlots = kWideWarps / kGroups;      // chunks per block
+  allow_next_grid();
+  int64_t bx = 0;
+  const TiledMmaArgs a = group_member(g, bx);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int rg = warp % kGroups, slot = warp / kGroups;
+  const int64_t row0 = bx * 64;
+  const int rows_t = int(min(int64_t(64), a.t.rows - row0));
+  const int64_t tc0 = min(a.t.tiles_c, (int64_t(blockIdx.y) * kSlots + slot) * a.tiles_per_split);
+  const int ntiles = int(min(a.t.tiles_c, tc0 + a.tiles_per_split) - tc0);
+  const int64_t first = bx * a.t.tiles_c + tc0;
+  // Lane i holds tile i's header (ntiles <= kTiledMmaMaxTilesPerWarp). (A bulk L2 prefetch of
+  // the chunk's tiles here, before the wait, was slower on large matrices: run 19.)
+  const int my_bits = lane < ntiles ? int(__ldg(a.t.bits + first + lane)) : 0;
+  const uint32_t my_o16 = lane < ntiles ? __ldg(a.t.offs16 + first + lane) : 0;
+  wait_prior_grid();  // x and the split-K scratch come from earlier kernels
+  float y[kSteps] = {};
+  for (int i = 0; i < ntiles; ++i) {
+    const int b = __shfl_sync(0xffffffffu, my_bits, i);
+    const uint8_t* tile = a.t.data + size_t(__shfl_sync(0xffffffffu, my_o16, i)) * 16;
+    const int64_t tc = tc0 + i;
+    mma::dispatch_bits(b, [&](auto B) {
+      constexpr int kB = decltype(B)::value;
+      if constexpr (kB == 16)
+        dp4a_f16_tile<kSteps>(tile, rows_t, lane, rg, a.x_half + tc * 128, y);
+      else
+        dp4a_tile<kB, kSteps>(tile, rows_t, lane, rg, a.xq + tc * kXqTileBytes, a.xq_meta + tc * kXqMetaFloats, y);
+    });
+  }
+  __shared__ float red[kSlots][64];
+  static_for<kSteps>([&](auto J) {
+    float v = y[J.value];
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    if ((lane & 3) == 0) red[slot][8 * (rg * kSteps + J.value) + (lane >> 2)] = v;
+  });
+  __syncthreads();
+  finish_rows<kSlots>(a, red, row0, rows_t, bx);
+}
+
+}  // namespace
+
+void launch_tiled_dp4a(const TiledMmaArgs& a, const ExecContext& c) {
+  int64_t blocks = (a.t.rows + 63) / 64;
+  if (a.group > 1) {
+    const TiledMmaMember& m = a.members[a.group - 1];
+    blocks = m.block0 + (m.t.rows + 63) / 64;
+  }
+  const dim3 grid(unsigned(blocks), unsigned(a.splits)), block(32 * kWideWarps);
+  switch (a.dp4a_steps) {
+    case 8: launch_pdl(tiled_dp4a_kernel<8>, grid, block, 0, c, a); break;
+    case 4: launch_pdl(tiled_dp4a_kernel<4>, grid, block, 0, c, a); break;
+    default: launch_pdl(tiled_dp4a_kernel<2>, grid, block, 0, c, a); break;
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+int tiled_dp4a_blocks_per_sm(int64_t steps) {
+  int blocks = 0;
+  auto kernel = steps == 8 ? tiled_dp4a_kernel<8> : steps == 4 ? tiled_dp4a_kernel<4> : tiled_dp4a_kernel<2>;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, 32 * kWideWarps, 0));
+  return blocks;
+}
+
+}  // namespace sbits::kernels::cuda
