@@ -6,8 +6,8 @@
 //   tiled, n <= 8          the tensor-core kernel (tiled_mma.cu) when tile_rows % 16 == 0,
 //                          tile_cols == group == 128 (what sbits-quantize writes); otherwise
 //                          the generic kernel, one block per row, f32 math. n = 1 on weights
-//                          of >= 2048 columns (a multiple of 128) and <= 16384 rows: integer
-//                          dot products (tiled_dp4a.cu, variant 6)
+//                          of >= 2048 columns (a multiple of 128): integer dot products
+//                          (tiled_dp4a.cu, variant 6)
 //   tiled, n > 8           dequantize row chunks to f16 + cuBLAS (prefill is matrix-bound)
 #include <algorithm>
 #include <tuple>
@@ -172,19 +172,16 @@ std::pair<uint8_t*, float*> CudaBackend::xq_scratch(int64_t ld) {
   return {base, reinterpret_cast<float*>(base + tiles * kXqTileBytes)};
 }
 
-// Variant 6 is the default for single-row matvecs on weights at least this wide and at most this
-// tall: on the 7B-shaped random models (4096 and 11008 columns) it decoded 1-2.5% faster than
-// variant 5, on tech-llama-58m (512 and 1536 columns) 4-5% slower; on a 32000x4096 classifier of
-// mixed 2- and 3-bit tiles its matvec took 25.5 us against 20.6 (a warp walks ~8 tiles in series
-// there, where variant 5 keeps several in flight). H200, runs 20 and 22; kernels/cuda/NOTES.md
-// round 4.
+// Variant 6 is the default for single-row matvecs on weights at least this wide: on the
+// 7B-shaped random models (4096 and 11008 columns) it decoded faster than variant 5, on
+// tech-llama-58m (512 and 1536 columns) 4-5% slower (H200, runs 20 and 25; kernels/cuda/NOTES.md
+// round 4).
 constexpr int64_t kDp4aMinCols = 2048;
-constexpr int64_t kDp4aMaxRows = 16384;
 
 int64_t CudaBackend::tiled_variant(const TiledDev& t, int n) const {
   int64_t v = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
   const bool dp4a_fits = n == 1 && t.cols % 128 == 0 && t.tile_rows == 64;
-  if (auto_dp4a_ && dp4a_fits && t.cols >= kDp4aMinCols && t.rows <= kDp4aMaxRows) v = kTiledDp4aVariant;
+  if (auto_dp4a_ && dp4a_fits && t.cols >= kDp4aMinCols) v = kTiledDp4aVariant;
   if (v == kTiledDp4aVariant && !dp4a_fits) v = mma_fallback_;
   if (tiled_mma_needs_offs16(v) && !t.offs16) v = 1;
   return v;

@@ -256,8 +256,7 @@ int attention_max_head_dim();
 // 6 (any sm_80+, n = 1 only, tile_rows == 64, cols % 128 == 0, offs16): integer dot products
 // on x in two int8 digits (tiled_dp4a.cu); other launches of a variant-6 backend take 5 (sm_90)
 // or 2. With no variant forced (SBITS_CUDA_MMA_VARIANT unset) n = 1 matvecs on weights of at
-// least 2048 columns and at most 16384 rows take 6, the rest 5 (sm_90) or 2
-// (cuda_matmul.cpp tiled_variant).
+// least 2048 columns take 6, the rest 5 (sm_90) or 2 (cuda_matmul.cpp tiled_variant).
 constexpr int kTiledMmaVariants = 7;
 constexpr int kTiledDp4aVariant = 6;
 constexpr int kWideWarps = 4;  // variant 4: warps per block, each its own chunk of tile columns

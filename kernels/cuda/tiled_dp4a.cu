@@ -129,6 +129,60 @@ __device__ __forceinline__ void dp4a_tile(const uint8_t* tile, int rows_t, int l
   });
 }
 
+// 2- and 3-bit tiles, the bulk of a low-bit allocation, are loaded one tile ahead: the words of
+// the lane's kSteps rows, per row {plane 0 word 0, word 1, plane 1 word, scale}, go to registers
+// while the previous tile computes, so that a warp waits on DRAM about once per chunk rather
+// than once per tile (variant 5's ring does the same through shared memory).
+template <int kSteps>
+using TileWords = uint32_t[4 * kSteps];
+__host__ __device__ constexpr bool prefetched(int bits) { return bits == 2 || bits == 3; }
+
+template <int B, int kSteps>
+__device__ __forceinline__ void load_tile_words(const uint8_t* tile, int rows_t, int lane, int rg,
+                                                TileWords<kSteps>& w) {
+  static_assert(quant::plane0_bits(B) == 2 && quant::plane1_bits(B) <= 1, "2- and 3-bit tiles only");
+  constexpr int P1 = quant::plane1_bits(B);
+  const uint64_t b0 = quant::tile_plane_bytes(rows_t, 4, 2), b1 = quant::tile_plane_bytes(rows_t, 4, P1);
+  const auto* p0 = reinterpret_cast<const uint32_t*>(tile);
+  const auto* p1 = reinterpret_cast<const uint32_t*>(tile + b0);
+  const auto* sc = reinterpret_cast<const uint32_t*>(tile + b0 + b1);
+  const int u = lane & 3;
+  static_for<kSteps>([&](auto J) {
+    constexpr int j = J.value;
+    const int r = min(8 * (rg * kSteps + j) + (lane >> 2), rows_t - 1);
+    const uint2 v = ld_stream8(p0 + (r * 4 + u) * 2);
+    w[4 * j] = v.x, w[4 * j + 1] = v.y;
+    w[4 * j + 2] = P1 ? ld_stream4(p1 + r * 4 + u) : 0u;
+    w[4 * j + 3] = ld_stream4(sc + r);
+  });
+}
+
+// dp4a_tile's arithmetic on words from load_tile_words.
+template <int B, int kSteps>
+__device__ __forceinline__ void dot_tile_words(const TileWords<kSteps>& w, int rows_t, int lane, int rg,
+                                               const uint8_t* xq, const float* meta, float (&y)[kSteps]) {
+  constexpr int P1 = quant::plane1_bits(B);
+  const int u = lane & 3;
+  uint32_t x0[16], x1[16];
+  load_digits<2>(xq, u, x0);
+  if constexpr (P1 != 0) load_digits<1>(xq, u, x1);
+  const float2 m = __ldg(reinterpret_cast<const float2*>(meta) + u);  // {d / 256, sum x}
+  static_for<kSteps>([&](auto J) {
+    constexpr int j = J.value;
+    const int row = 8 * (rg * kSteps + j) + (lane >> 2);
+    const uint32_t w0[2] = {w[4 * j], w[4 * j + 1]};
+    int hi = 0, lo = 0;
+    dot_plane<2, 0>(w0, x0, hi, lo);
+    if constexpr (P1 != 0) {
+      const uint32_t w1[1] = {w[4 * j + 2]};
+      dot_plane<1, 2>(w1, x1, hi, lo);
+    }
+    const float2 f = __half22float2(as_half2(w[4 * j + 3]));  // {scale, min}
+    const float v = fmaf(f.x, float(hi * 256 + lo) * m.x, f.y * m.y);
+    if (row < rows_t) y[j] += v;
+  });
+}
+
 // An f16 tile (rows_t x 128 halves; the quantizer keeps a few exact): f32 products with x's f16.
 template <int kSteps>
 __device__ __forceinline__ void dp4a_f16_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint16_t* xh,
@@ -213,19 +267,39 @@ __global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
   // the chunk's tiles here, before the wait, was slower on large matrices: run 19.)
   const int my_bits = lane < ntiles ? int(__ldg(a.t.bits + first + lane)) : 0;
   const uint32_t my_o16 = lane < ntiles ? __ldg(a.t.offs16 + first + lane) : 0;
+  TileWords<kSteps> next;
+  auto prefetch = [&](int i) {  // all lanes: the header shuffles are collective
+    const int b = __shfl_sync(0xffffffffu, my_bits, i & 31);
+    const uint8_t* tile = a.t.data + size_t(__shfl_sync(0xffffffffu, my_o16, i & 31)) * 16;
+    if (i >= ntiles) return;
+    if (b == 2) load_tile_words<2, kSteps>(tile, rows_t, lane, rg, next);
+    if (b == 3) load_tile_words<3, kSteps>(tile, rows_t, lane, rg, next);
+  };
+  prefetch(0);  // weights: no earlier kernel writes them
   wait_prior_grid();  // x and the split-K scratch come from earlier kernels
   float y[kSteps] = {};
   for (int i = 0; i < ntiles; ++i) {
     const int b = __shfl_sync(0xffffffffu, my_bits, i);
     const uint8_t* tile = a.t.data + size_t(__shfl_sync(0xffffffffu, my_o16, i)) * 16;
     const int64_t tc = tc0 + i;
-    mma::dispatch_bits(b, [&](auto B) {
-      constexpr int kB = decltype(B)::value;
-      if constexpr (kB == 16)
-        dp4a_f16_tile<kSteps>(tile, rows_t, lane, rg, a.x_half + tc * 128, y);
-      else
-        dp4a_tile<kB, kSteps>(tile, rows_t, lane, rg, a.xq + tc * kXqTileBytes, a.xq_meta + tc * kXqMetaFloats, y);
-    });
+    const uint8_t* xq = a.xq + tc * kXqTileBytes;
+    const float* meta = a.xq_meta + tc * kXqMetaFloats;
+    TileWords<kSteps> cur;
+    static_for<4 * kSteps>([&](auto K) { cur[K.value] = next[K.value]; });
+    prefetch(i + 1);
+    if (b == 2) {
+      dot_tile_words<2, kSteps>(cur, rows_t, lane, rg, xq, meta, y);
+    } else if (b == 3) {
+      dot_tile_words<3, kSteps>(cur, rows_t, lane, rg, xq, meta, y);
+    } else {
+      mma::dispatch_bits(b, [&](auto B) {
+        constexpr int kB = decltype(B)::value;
+        if constexpr (kB == 16)
+          dp4a_f16_tile<kSteps>(tile, rows_t, lane, rg, a.x_half + tc * 128, y);
+        else if constexpr (!prefetched(kB))
+          dp4a_tile<kB, kSteps>(tile, rows_t, lane, rg, xq, meta, y);
+      });
+    }
   }
   __shared__ float red[kSlots][64];
   static_for<kSteps>([&](auto J) {
