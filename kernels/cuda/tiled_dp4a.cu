@@ -30,7 +30,8 @@
 // splits (grid y) as in variant 4's finish(): fixed orders, so results do not depend on timing.
 // kSteps = 4 is the default: run 18 (H200) measured 4 fastest for the 7B decode (292 tok/s at
 // 2.5 bpw vs 271 for 2 and 257 for 8; fewer rows per lane leave each warp too little to overlap,
-// more make fewer, longer warps whose slowest tile decides).
+// more make fewer, longer warps whose slowest tile decides). 2- and 3-bit tiles are loaded one
+// tile ahead (load_tile_words).
 #include "kernels/cuda/tiled_mma.cuh"
 
 namespace sbits::kernels::cuda {
@@ -96,9 +97,10 @@ __device__ __forceinline__ void dot_plane(const uint32_t (&w)[P], const uint32_t
   });
 }
 
-// One tile of B-bit codes (rows_t rows of 4 units): y[j] += the lane's unit of row 8 j + lane / 4.
-// Rows past rows_t (a last, shorter strip) load row rows_t - 1 and are dropped, so that every
-// load of the 8 rows can be in flight at once.
+// One tile of B-bit codes (rows_t rows of 4 units), for the bitwidths not loaded ahead (4, 5, 6,
+// 8): y[j] += the lane's unit of row 8 (rg kSteps + j) + lane / 4. Rows past rows_t (a last,
+// shorter strip) load row rows_t - 1 and are dropped, so that every load of the kSteps rows can
+// be in flight at once.
 template <int B, int kSteps>
 __device__ __forceinline__ void dp4a_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint8_t* xq,
                                           const float* meta, float (&y)[kSteps]) {
