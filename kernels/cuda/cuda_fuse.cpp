@@ -87,7 +87,7 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
   conv.xq_meta = qmeta;
   conv.x = out.ptr();
   conv.out = xh;
-  conv.sums = sums;
+  conv.sums = xq ? nullptr : sums;  // variant 6 reads the digits, not the sums
   conv.n = p.n;
   conv.cols = cols;
   conv.ld = ld;
@@ -103,7 +103,7 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
     a.conv = conv;
     record(run<SwigluConvertArgs, launch_swiglu_convert>, a);
   }
-  half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, true, xq, xh};
+  half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, !xq, xq, xh};
 }
 
 void CudaBackend::record_group(const Pending& p) {
@@ -131,9 +131,11 @@ void CudaBackend::record_group(const Pending& p) {
   a.t = t0;
   a.y = a.members[0].y;
   a.accumulate = a.members[0].accumulate;
-  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, true, xq);
-  a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
-  if (xq) std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
+  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, !xq, xq);
+  if (xq)
+    std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
+  else
+    a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
   a.ld = ld;
   a.n = p.n;
   st_->queue->begin_op(0);

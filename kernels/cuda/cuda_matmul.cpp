@@ -247,10 +247,13 @@ void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, 
     tiled_split(w.slot_bytes, t.tiles_c, (t.rows + tiled_mma_block_rows(a.variant) - 1) / tiled_mma_block_rows(a.variant),
                 t.rows, n, a);
     a.t = t;
+    // Variant 6 reads x's digits (and x itself only for f16 tiles), not the sums.
     const bool xq = a.variant == kTiledDp4aVariant;
-    a.x_half = half_x(x, n, t.cols, ld, false, true, xq);
-    a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
-    if (xq) std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
+    a.x_half = half_x(x, n, t.cols, ld, false, !xq, xq);
+    if (xq)
+      std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
+    else
+      a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
     a.ld = ld;
     a.n = n;
     a.y = y.ptr();

@@ -247,7 +247,8 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
   const ConvertXArgs& cv = a.conv;
   const int64_t j = blockIdx.x, tiles = cv.ld / 128;
   if (j >= a.norm.n) {
-    for (int64_t i = threadIdx.x; i < tiles * 4; i += kRmsThreads) cv.sums[(i / 4) * kXSumStride + 8 * (i % 4) + j] = 0.0f;
+    if (cv.sums)
+      for (int64_t i = threadIdx.x; i < tiles * 4; i += kRmsThreads) cv.sums[(i / 4) * kXSumStride + 8 * (i % 4) + j] = 0.0f;
     return;
   }
   const float inv = rms_inverse(a.norm, j);
@@ -265,6 +266,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
     h[i] = hv;
     const float r = __half2float(hv);
     if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, i, r);
+    if (!cv.sums) continue;  // variant 6 alone reads this x: no sums
     float v4[4] = {r, r * float(1024 >> mma::pair_shift(2, pair)), r * float(1024 >> mma::pair_shift(4, pair)),
                    r * float(1024 >> mma::pair_shift(8, pair))};
     for (int k = 0; k < 4; ++k) {
@@ -272,6 +274,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
       if (lane == 0) part[i / 128][k][(i % 128) / 32] = v4[k];
     }
   }
+  if (!cv.sums) return;
   __syncthreads();
   for (int64_t i = threadIdx.x; i < tiles * 4; i += kRmsThreads) {
     const int64_t t = i / 4;
