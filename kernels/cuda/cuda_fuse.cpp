@@ -79,15 +79,17 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
   const int64_t cols = p.mm[0].w->cols;
   const char* op = "matmul";
   void* xh = st_->x_half.ensure(*st_, checked_mul(op, p.n, ld * 2), "matmul x (f16)");
-  auto* sums = static_cast<float*>(
-      st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4), "matmul x sums"));
+  // Variant 6 reads the digits, not the sums.
+  auto* sums = xq ? nullptr
+                  : static_cast<float*>(st_->x_sum.ensure(*st_, checked_mul(op, (ld + 127) / 128, kXSumStride * 4),
+                                                          "matmul x sums"));
   const auto [q, qmeta] = xq ? xq_scratch(ld) : std::pair<uint8_t*, float*>{nullptr, nullptr};
   auto conv = zeroed<ConvertXArgs>();
   conv.xq = q;
   conv.xq_meta = qmeta;
   conv.x = out.ptr();
   conv.out = xh;
-  conv.sums = xq ? nullptr : sums;  // variant 6 reads the digits, not the sums
+  conv.sums = sums;
   conv.n = p.n;
   conv.cols = cols;
   conv.ld = ld;
