@@ -21,7 +21,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device) {
   const int count = cuda_device_count();
   if (device < 0 || device >= count)
     fail("cuda backend", "device ", device, " does not exist (this machine has ", count, " CUDA device",
-               count == 1 ? "" : "s", ")");
+         count == 1 ? "" : "s", ")");
   return std::make_unique<cuda::CudaBackend>(device);
 }
 

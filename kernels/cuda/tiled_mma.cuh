@@ -178,11 +178,11 @@ __host__ __device__ constexpr int offset_class(int P0) { return P0 == 2 ? 1 : P0
 // Variant 4's decode: the same pair without the HFMA2. The exponent is chosen per pair so
 // that the code's lowest bit weighs exactly 1: with the pair at mantissa bit p the f16 is
 // 2^(10-p) (1 + q 2^p / 1024) = 2^(10-p) + q. So one LOP3 (mask, or the exponent in) per pair
-// for 2-, 4- and 8-bit codes; the MMA then sums (2^(10-p) + q) x onto accumulators that start at
-// -sum 2^(10-p) x (init_offset), which depends on x and the plane-0 width only (the "offset sums" that
-// convert_x writes per 128 columns, mma_offset_weight). Both sums are exact products added in
-// f32: the cancellation costs about 2^-24 * 2^(10-p) / q of the result, far below the f16
-// rounding of x.
+// for 2-, 4- and 8-bit codes; the MMA then sums (2^(10-p) + q) x onto accumulators that start
+// at -sum 2^(10-p) x (init_offset), a sum that depends on x and the plane-0 width only (the
+// "offset sums" convert_x writes per 128 columns). Both sums are exact products added in f32:
+// the cancellation costs about 2^-24 * 2^(10-p) / q of the result, far below the f16 rounding
+// of x.
 // The exponents 2^(10-p) for p = 0, 2, 4, 6 (p is always even) must sit in registers: a SASS
 // LOP3 takes one immediate, so with both the mask and the exponent as immediates the decode
 // is two LOP3s per pair. An inline-asm mov of an immediate did not stop ptxas from folding it
@@ -192,7 +192,6 @@ __host__ __device__ constexpr int offset_class(int P0) { return P0 == 2 ? 1 : P0
 struct Expo {
   uint32_t e[4];
 };
-// make_expo (tiled_mma.cu) reads them.
 
 template <int B, int K>
 __device__ __forceinline__ uint32_t code_pair_raw(const uint32_t (&w0)[8], const uint32_t (&w1)[2], const Expo& ex) {
@@ -232,7 +231,9 @@ __device__ __forceinline__ void mma_codes_raw(const TileRegs& r, const uint32_t 
 
 // Variant 4's accumulators start at -offset (offset = sum 2^(10-p) x, x rows 2t and 2t + 1 in
 // the C fragment's columns), so that the MMAs leave sum q x: one FADD per output fewer.
-__device__ __forceinline__ void init_offset(float (&c)[4], float2 off) { c[0] = -off.x, c[1] = -off.y, c[2] = -off.x, c[3] = -off.y; }
+__device__ __forceinline__ void init_offset(float (&c)[4], float2 off) {
+  c[0] = -off.x, c[1] = -off.y, c[2] = -off.x, c[3] = -off.y;
+}
 
 // Two accumulators (even and odd steps) halve the chain of dependent MMAs.
 template <int B>

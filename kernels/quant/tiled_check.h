@@ -14,7 +14,6 @@
 
 namespace sbits::kernels::quant {
 
-
 // in_place: the backend reads the weight where it lies (the CPU backend), so its data must
 // itself be 16-byte aligned.
 inline void check_tiled_desc(const HostWeight& w, bool in_place) {
@@ -25,7 +24,7 @@ inline void check_tiled_desc(const HostWeight& w, bool in_place) {
   if (d.tile_rows < 1 || d.tile_rows > 4096 || d.tile_cols < 32 || d.tile_cols > 4096 || d.tile_cols % 32 ||
       d.group < 32 || d.group % 32 || d.tile_cols % d.group)
     fail("upload", "tile ", d.tile_rows, " x ", d.tile_cols, " with group ", d.group,
-                      ": expected R in 1..4096, C a multiple of 32 up to 4096, G a multiple of 32 dividing C");
+         ": expected R in 1..4096, C a multiple of 32 up to 4096, G a multiple of 32 dividing C");
   if (d.tiles_r != (d.rows + d.tile_rows - 1) / d.tile_rows || d.tiles_c != (d.cols + d.tile_cols - 1) / d.tile_cols)
     fail("upload", "tile grid ", d.tiles_r, " x ", d.tiles_c, " does not match ", d.rows, " x ", d.cols);
   if (!d.data || !d.bits || !d.offsets || d.data != w.data)
@@ -41,8 +40,8 @@ inline void check_tiled_desc(const HostWeight& w, bool in_place) {
       const int64_t cols = std::min<int64_t>(d.tile_cols, d.cols - tc * d.tile_cols);
       const uint64_t size = tile_bytes(rows, cols, d.group, bits);
       if (d.offsets[i] % 16 != 0 || d.offsets[i] > w.bytes || size > w.bytes - d.offsets[i])
-        fail("upload", "tile (", tr, ", ", tc, ") at offset ", d.offsets[i], " (+", size,
-                          " bytes) is outside the ", w.bytes, " bytes of the weight or misaligned");
+        fail("upload", "tile (", tr, ", ", tc, ") at offset ", d.offsets[i], " (+", size, " bytes) is outside the ",
+             w.bytes, " bytes of the weight or misaligned");
     }
   }
 }

@@ -3,9 +3,6 @@
 
 #include <vulkan/vulkan.h>
 
-#include <sstream>
-#include <string>
-
 #include "kernels/backend.h"
 #include "kernels/op_checks.h"
 
