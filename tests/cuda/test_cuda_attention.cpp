@@ -18,13 +18,8 @@ struct Config {
 void check_attention(const Config& c, std::mt19937_64& rng) {
   auto cpu = make_cpu_backend(2);
   auto gpu = make_cuda();
-  KvCacheDesc d;
-  d.n_layers = 2;
-  d.n_slots = 3;
-  d.n_ctx = c.n_ctx;
-  d.n_kv_heads = c.n_kv_heads;
-  d.head_dim = c.head_dim;
-  d.type = c.type;
+  const KvCacheDesc d{.n_layers = 2, .n_slots = 3, .n_ctx = c.n_ctx, .n_kv_heads = c.n_kv_heads, .head_dim = c.head_dim,
+                      .type = c.type};
   auto cc = cpu->create_kv_cache(d), cg = gpu->create_kv_cache(d);
   const int kv_width = c.n_kv_heads * c.head_dim, q_width = c.n_heads * c.head_dim;
   // Fill slot s up to position len[s] - 1 in chunks (prefill-like), in layer 1.
@@ -71,12 +66,7 @@ TEST_CASE("cuda: attention over the KV cache matches the CPU") {
 
 TEST_CASE("cuda: kv_store and attention refuse bad rows, layers and unstored positions") {
   auto gpu = make_cuda();
-  KvCacheDesc d;
-  d.n_layers = 2;
-  d.n_slots = 2;
-  d.n_ctx = 8;
-  d.n_kv_heads = 1;
-  d.head_dim = 4;
+  KvCacheDesc d{.n_layers = 2, .n_slots = 2, .n_ctx = 8, .n_kv_heads = 1, .head_dim = 4};
   auto c = gpu->create_kv_cache(d);
   auto k = gpu->alloc(8), q = gpu->alloc(8), out = gpu->alloc(8);
   const RowInfo bad_slot{2, 0}, bad_pos{0, 8}, ok{0, 0}, later{0, 3};
@@ -92,10 +82,6 @@ TEST_CASE("cuda: kv_store and attention refuse bad rows, layers and unstored pos
   CHECK_THROWS_WITH_AS(gpu->create_kv_cache(d), doctest::Contains("head_dim 512 exceeds"), KernelError);
 }
 
-}  // namespace sbits::kernels::test
-
-namespace sbits::kernels::test {
-
 // rope_and_store: CUDA's one-kernel version against the CPU's three ops (the interface's
 // default), on q, k and the cache (read back through attention); then with q and k the same
 // buffer, which CUDA hands to the three ops in order (the fused kernel would race).
@@ -103,12 +89,7 @@ TEST_CASE("cuda: rope_and_store equals rope, rope and kv_store, also with aliase
   std::mt19937_64 rng(5);
   auto cpu = make_cpu_backend(2);
   auto gpu = make_cuda();
-  KvCacheDesc d;
-  d.n_layers = 2;
-  d.n_slots = 2;
-  d.n_ctx = 64;
-  d.n_kv_heads = 2;
-  d.head_dim = 16;
+  const KvCacheDesc d{.n_layers = 2, .n_slots = 2, .n_ctx = 64, .n_kv_heads = 2, .head_dim = 16};
   const AttentionShape shape{6, 2, 16};
   const std::vector<RowInfo> rows = {{0, 0}, {0, 1}, {1, 0}, {0, 2}, {1, 1}};
   const int n = int(rows.size()), qw = shape.n_heads * shape.head_dim, kw = shape.n_kv_heads * shape.head_dim;
