@@ -97,38 +97,56 @@ __device__ __forceinline__ void dot_plane(const uint32_t (&w)[P], const uint32_t
   });
 }
 
-// One tile of B-bit codes (rows_t rows of 4 units), for the bitwidths not loaded ahead (4, 5, 6,
-// 8): y[j] += the lane's unit of row 8 (rg kSteps + j) + lane / 4. Rows past rows_t (a last,
-// shorter strip) load row rows_t - 1 and are dropped, so that every load of the kSteps rows can
-// be in flight at once.
-template <int B, int kSteps>
-__device__ __forceinline__ void dp4a_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint8_t* xq,
-                                          const float* meta, float (&y)[kSteps]) {
+// The arithmetic of one tile of B-bit codes, shared by the tiles read in place (dp4a_tile) and
+// those loaded ahead (dot_tile_words) so that both sum in one order: y[j] += the lane's unit of
+// row 8 (rg kSteps + j) + lane / 4. words(J, r, Int<k>{}, w) gives step J's words of row r: k = 0
+// plane 0, 1 plane 1, 2 the {scale, min} word. They are asked for one part at a time, each just
+// before its use, because that is where dp4a_tile loads them (asking for all three first moved
+// its loads and changed the kernel's SASS). Rows past rows_t (a last, shorter strip) read row
+// rows_t - 1 and are dropped, so that every load of the kSteps rows can be in flight at once.
+template <int B, int kSteps, class Words>
+__device__ __forceinline__ void dot_tile(int rows_t, int lane, int rg, const uint8_t* xq, const float* meta,
+                                         Words&& words, float (&y)[kSteps]) {
   constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
   const int u = lane & 3;
   uint32_t x0[16], x1[16];
   load_digits<P0>(xq, u, x0);
   if constexpr (P1 != 0) load_digits<P1>(xq, u, x1);
   const float2 m = __ldg(reinterpret_cast<const float2*>(meta) + u);  // {d / 256, sum x}
-  const uint64_t b0 = quant::tile_plane_bytes(rows_t, 4, P0), b1 = quant::tile_plane_bytes(rows_t, 4, P1);
-  const auto* p0 = reinterpret_cast<const uint32_t*>(tile);
-  const auto* p1 = reinterpret_cast<const uint32_t*>(tile + b0);
-  const auto* sc = reinterpret_cast<const uint32_t*>(tile + b0 + b1);
   static_for<kSteps>([&](auto J) {
     const int row = 8 * (rg * kSteps + J.value) + (lane >> 2), r = min(row, rows_t - 1);
     uint32_t w0[P0];
-    load_words<P0>(p0, r * 4 + u, w0);
+    words(J, r, Int<0>{}, w0);
     int hi = 0, lo = 0;
     dot_plane<P0, 0>(w0, x0, hi, lo);
     if constexpr (P1 != 0) {
       uint32_t w1[P1];
-      load_words<P1>(p1, r * 4 + u, w1);
+      words(J, r, Int<1>{}, w1);
       dot_plane<P1, P0>(w1, x1, hi, lo);
     }
-    const float2 f = __half22float2(as_half2(ld_stream4(sc + r)));  // {scale, min}
+    uint32_t sc[1];
+    words(J, r, Int<2>{}, sc);
+    const float2 f = __half22float2(as_half2(sc[0]));  // {scale, min}
     const float v = fmaf(f.x, float(hi * 256 + lo) * m.x, f.y * m.y);
     if (row < rows_t) y[J.value] += v;
   });
+}
+
+// A tile of the bitwidths not loaded ahead (4, 5, 6, 8), read from global memory in place.
+template <int B, int kSteps>
+__device__ __forceinline__ void dp4a_tile(const uint8_t* tile, int rows_t, int lane, int rg, const uint8_t* xq,
+                                          const float* meta, float (&y)[kSteps]) {
+  constexpr int P0 = quant::plane0_bits(B), P1 = quant::plane1_bits(B);
+  const uint64_t b0 = quant::tile_plane_bytes(rows_t, 4, P0), b1 = quant::tile_plane_bytes(rows_t, 4, P1);
+  const auto* p0 = reinterpret_cast<const uint32_t*>(tile);
+  const auto* p1 = reinterpret_cast<const uint32_t*>(tile + b0);
+  const auto* sc = reinterpret_cast<const uint32_t*>(tile + b0 + b1);
+  const int u = lane & 3;
+  dot_tile<B, kSteps>(rows_t, lane, rg, xq, meta, [&](auto, int r, auto K, auto& w) {
+    if constexpr (K.value == 0) load_words<P0>(p0, r * 4 + u, w);
+    if constexpr (K.value == 1) load_words<P1>(p1, r * 4 + u, w);
+    if constexpr (K.value == 2) w[0] = ld_stream4(sc + r);
+  }, y);
 }
 
 // 2- and 3-bit tiles, the bulk of a low-bit allocation, are loaded one tile ahead: the words of
@@ -159,30 +177,16 @@ __device__ __forceinline__ void load_tile_words(const uint8_t* tile, int rows_t,
   });
 }
 
-// dp4a_tile's arithmetic on words from load_tile_words.
+// A 2- or 3-bit tile on the words that load_tile_words read while the previous tile computed.
 template <int B, int kSteps>
 __device__ __forceinline__ void dot_tile_words(const TileWords<kSteps>& w, int rows_t, int lane, int rg,
                                                const uint8_t* xq, const float* meta, float (&y)[kSteps]) {
-  constexpr int P1 = quant::plane1_bits(B);
-  const int u = lane & 3;
-  uint32_t x0[16], x1[16];
-  load_digits<2>(xq, u, x0);
-  if constexpr (P1 != 0) load_digits<1>(xq, u, x1);
-  const float2 m = __ldg(reinterpret_cast<const float2*>(meta) + u);  // {d / 256, sum x}
-  static_for<kSteps>([&](auto J) {
+  dot_tile<B, kSteps>(rows_t, lane, rg, xq, meta, [&](auto J, int, auto K, auto& v) {
     constexpr int j = J.value;
-    const int row = 8 * (rg * kSteps + j) + (lane >> 2);
-    const uint32_t w0[2] = {w[4 * j], w[4 * j + 1]};
-    int hi = 0, lo = 0;
-    dot_plane<2, 0>(w0, x0, hi, lo);
-    if constexpr (P1 != 0) {
-      const uint32_t w1[1] = {w[4 * j + 2]};
-      dot_plane<1, 2>(w1, x1, hi, lo);
-    }
-    const float2 f = __half22float2(as_half2(w[4 * j + 3]));  // {scale, min}
-    const float v = fmaf(f.x, float(hi * 256 + lo) * m.x, f.y * m.y);
-    if (row < rows_t) y[j] += v;
-  });
+    if constexpr (K.value == 0) v[0] = w[4 * j], v[1] = w[4 * j + 1];
+    if constexpr (K.value == 1) v[0] = w[4 * j + 2];
+    if constexpr (K.value == 2) v[0] = w[4 * j + 3];
+  }, y);
 }
 
 // An f16 tile (rows_t x 128 halves; the quantizer keeps a few exact): f32 products with x's f16.
