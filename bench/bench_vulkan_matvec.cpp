@@ -2,7 +2,8 @@
 // of x, default 1) against the device-to-device copy bandwidth measured in the same run.
 //
 // Shapes 4096x4096, 11008x4096, 4096x11008, 32000x4096; tiles of 64 x 128 with one scale
-// group, all 2-, 3-, 4- or 8-bit. Each configuration is uploaded in as many copies as make
+// group, all 2-, 3-, 4- or 8-bit, or (bits 0) the CUDA benchmark's mixed allocation of 2.5 bits per
+// weight (80% 2-bit, 15% 3-bit, 5% 4-bit tiles + scales). Each configuration is uploaded in as many copies as make
 // >= 256 MiB (several times any L2), and the matvecs rotate over them, so every byte comes
 // from device memory. A round of matvecs is recorded into one command buffer and submitted
 // (as a decode step is); time per matvec = round time / count, median of rounds, host wall
@@ -20,11 +21,14 @@
 //          --quick      a smoke run (llvmpipe): one shape (4096x4096), one copy, 2 matvecs a round, 1 round
 //          --rounds N   timed rounds (default 7)
 //          --n N        rows of x (1..8, default 1)
-//          --bits LIST  bitwidths, e.g. 3,4 (default 2,3,4,8)
+//          --bits LIST  bitwidths, e.g. 3,4, 0 = mixed 2.5 bpw (default 2,3,4,8,0)
 //          --shapes L   e.g. 4096x4096,32000x4096 (default the four above)
+//          --independent  each weight copy writes its own y, so consecutive matvecs need no
+//                       barrier: the difference to the default is what a dependent dispatch costs
 //          --out FILE   JSON path
-// Environment: SBITS_VULKAN_MATVEC_ROWS (rows per workgroup of the tiled matvec: 8 16 32 64;
-// default 8 on GPUs) is recorded in the JSON.
+// Environment (recorded in the JSON): SBITS_VULKAN_MATVEC_SPLIT (0: tiled.comp at n = 1 too),
+// SBITS_VULKAN_MATVEC_GROUPS (the split matvec's target of groups of 32), SBITS_VULKAN_MATVEC_ROWS
+// (rows per workgroup of tiled.comp: 8 16 32 64; default 8 on GPUs).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -51,9 +55,10 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   int device = 0;
   bool quick = false;
+  bool independent = false;  // each copy its own y: no barrier between the matvecs of a round
   int rounds = 7;
   int n = 1;
-  std::vector<int> bits = {2, 3, 4, 8};
+  std::vector<int> bits = {2, 3, 4, 8, 0};  // 0: mixed 2.5 bpw
   std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {32000, 4096}};
   std::string out;
 };
@@ -88,12 +93,20 @@ Tensor make_tensor(int64_t rows, int64_t cols, int bits, uint32_t seed) {
   d.tiles_c = (cols + 127) / 128;
   const size_t n = size_t(d.tiles_r * d.tiles_c);
   t.bits.assign(n, uint8_t(bits));
+  if (bits == 0) {
+    std::mt19937 mix(seed + 1);  // as bench_cuda_matvec: 80% 2-bit, 15% 3-bit, 5% 4-bit
+    for (auto& b : t.bits) {
+      const unsigned r = mix() % 100;
+      b = r < 80 ? 2 : r < 95 ? 3 : 4;
+    }
+  }
   t.offsets.resize(n);
   uint64_t off = quant::pad16(n);
   for (int64_t tr = 0; tr < d.tiles_r; ++tr)
     for (int64_t tc = 0; tc < d.tiles_c; ++tc) {
       t.offsets[size_t(tr * d.tiles_c + tc)] = off;
-      off += quant::tile_bytes(std::min<int64_t>(64, rows - tr * 64), std::min<int64_t>(128, cols - tc * 128), 128, bits);
+      off += quant::tile_bytes(std::min<int64_t>(64, rows - tr * 64), std::min<int64_t>(128, cols - tc * 128), 128,
+                               t.bits[size_t(tr * d.tiles_c + tc)]);
     }
   t.storage.assign(off + 16, 0);
   uint8_t* base = t.storage.data() + (16 - reinterpret_cast<uintptr_t>(t.storage.data()) % 16) % 16;
@@ -138,6 +151,7 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--device") o.device = std::stoi(value());
     else if (a == "--quick") o.quick = true, o.rounds = 1;
+    else if (a == "--independent") o.independent = true;
     else if (a == "--rounds") o.rounds = std::max(1, std::stoi(value()));
     else if (a == "--n") o.n = std::clamp(std::stoi(value()), 1, 8);
     else if (a == "--bits") {
@@ -160,15 +174,19 @@ Options parse(int argc, char** argv) {
 // One configuration: seconds per matvec (median of rounds) and the JSON record.
 nlohmann::json run_case(Backend& be, const Options& o, int64_t rows, int64_t cols, int bits, double copy_gbs) {
   const Tensor t = make_tensor(rows, cols, bits, uint32_t(rows * 31 + bits));
-  const size_t copies = o.quick ? 1 : std::max<size_t>(1, ((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes);
+  // >= 256 MiB of copies (at most 1024: tiny shapes measure the per-dispatch cost, not DRAM).
+  const size_t copies =
+      o.quick ? 1 : std::clamp<size_t>(((size_t(256) << 20) + t.host.bytes - 1) / t.host.bytes, 1, 1024);
   std::vector<std::unique_ptr<Weight>> ws;
   for (size_t c = 0; c < copies; ++c) ws.push_back(be.upload(t.host));
-  auto x = be.alloc(size_t(cols) * size_t(o.n)), y = be.alloc(size_t(rows) * size_t(o.n));
+  auto x = be.alloc(size_t(cols) * size_t(o.n));
+  std::vector<std::unique_ptr<Buffer>> ys;
+  for (size_t c = 0; c < (o.independent ? copies : 1); ++c) ys.push_back(be.alloc(size_t(rows) * size_t(o.n)));
   std::vector<float> xv(size_t(cols) * size_t(o.n), 0.01f);
   be.write(*x, xv.data(), xv.size());
   const int per_round = o.quick ? 2 : int(std::max<size_t>(copies, 64));
   auto round = [&] {
-    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % copies], *x, o.n, *y, false);
+    for (int i = 0; i < per_round; ++i) be.matmul(*ws[size_t(i) % copies], *x, o.n, *ys[size_t(i) % ys.size()], false);
     be.synchronize();
   };
   round();  // pipelines, first touch; later rounds replay its command buffer
@@ -181,11 +199,19 @@ nlohmann::json run_case(Backend& be, const Options& o, int64_t rows, int64_t col
   const double s = median(times);
   const double gbs = double(t.host.bytes) / s / 1e9;
   const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
-  std::printf("%-12s %4d %10.2f %10.1f %10.1f %7.1f%%\n", shape.c_str(), bits, double(t.host.bytes) / (1 << 20),
-              s * 1e6, gbs, 100.0 * gbs / copy_gbs);
+  const std::string label = bits ? std::to_string(bits) : std::string("2.5m");
+  std::printf("%-12s %4s %10.2f %10.1f %10.1f %7.1f%%\n", shape.c_str(), label.c_str(),
+              double(t.host.bytes) / (1 << 20), s * 1e6, gbs, 100.0 * gbs / copy_gbs);
   std::fflush(stdout);
-  return {{"rows", rows},   {"cols", cols}, {"bits", bits}, {"bytes", t.host.bytes},
-          {"copies", copies}, {"us", s * 1e6}, {"gbs", gbs},  {"pct_of_copy", 100.0 * gbs / copy_gbs}};
+  return {{"rows", rows},
+          {"cols", cols},
+          {"bits", bits},
+          {"config", bits ? label + "-bit" : "mixed 2.5 bpw"},
+          {"bytes", t.host.bytes},
+          {"copies", copies},
+          {"us", s * 1e6},
+          {"gbs", gbs},
+          {"pct_of_copy", 100.0 * gbs / copy_gbs}};
 }
 
 // Default: bench/results/ of the repository we are run from (the device machine has a copy of
@@ -226,7 +252,10 @@ int main(int argc, char** argv) {
     for (auto [rows, cols] : shapes)
       for (int bits : o.bits) results.push_back(run_case(*be, o, rows, cols, bits, copy_gbs));
     const VulkanStats st = vulkan_stats(*be);
-    const char* rw = std::getenv("SBITS_VULKAN_MATVEC_ROWS");
+    const auto env = [](const char* name) {
+      const char* e = std::getenv(name);
+      return std::string(e ? e : "default");
+    };
     const std::time_t now = std::time(nullptr);
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
@@ -238,8 +267,11 @@ int main(int argc, char** argv) {
                               {"date", when},
                               {"n", o.n},
                               {"quick", o.quick},
+                              {"independent", o.independent},
                               {"tile", "64x128, group 128"},
-                              {"matvec_rows_per_workgroup", rw ? rw : "default"},
+                              {"matvec_split", env("SBITS_VULKAN_MATVEC_SPLIT")},
+                              {"matvec_split_groups", env("SBITS_VULKAN_MATVEC_GROUPS")},
+                              {"matvec_rows_per_workgroup", env("SBITS_VULKAN_MATVEC_ROWS")},
                               {"barriers", st.barriers},
                               {"subgroup_reductions", st.subgroup_reductions},
                               {"replays", st.replays},
@@ -248,9 +280,13 @@ int main(int argc, char** argv) {
                               {"copy_cmd_gbs", xfer_gbs},
                               {"results", results}};
     const std::string out = output_path(o, dev);
-    std::ofstream f(out);
-    f << j.dump(2) << "\n";
-    if (!f) throw std::runtime_error("cannot write " + out);
+    const std::string tmp = out + ".tmp";  // atomic: a reader never sees half a file
+    {
+      std::ofstream f(tmp);
+      f << j.dump(2) << "\n";
+      if (!f.flush()) throw std::runtime_error("cannot write " + tmp);
+    }
+    std::filesystem::rename(tmp, out);
     std::printf("\nwrote %s\n", out.c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -157,6 +157,14 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   matvec_rows_ = env_int("SBITS_VULKAN_MATVEC_ROWS", 0, 0, 64);
   if (matvec_rows_ != 0 && matvec_rows_ != 8 && matvec_rows_ != 16 && matvec_rows_ != 32 && matvec_rows_ != 64)
     fail("backend", "SBITS_VULKAN_MATVEC_ROWS=", matvec_rows_, " must be 8, 16, 32 or 64");
+  // The split matvec (matvec_tiled.comp) for n = 1 on weights of its tile shape: on GPUs by
+  // default; on CPU drivers only when asked (its many small workgroups cost llvmpipe ~60 us
+  // each). SBITS_VULKAN_MATVEC_GROUPS: groups of 32 invocations a matvec aims to fill the device
+  // with (the columns are split across workgroups until it does).
+  split_matvec_ = env_int("SBITS_VULKAN_MATVEC_SPLIT", c.info.type == "cpu" ? 0 : 1, 0, 1) != 0;
+  matvec_groups_ = env_int("SBITS_VULKAN_MATVEC_GROUPS", 2048, 1, 1 << 20);
+  // matvec_tiled.comp's tuning switch (its specialization constant AHEAD).
+  matvec_switches_ = {uint32_t(env_int("SBITS_VULKAN_MATVEC_AHEAD", 1, 0, 1))};
 }
 
 VulkanStats VulkanBackend::stats() const {

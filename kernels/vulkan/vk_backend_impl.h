@@ -55,6 +55,11 @@ class VkWeightObj final : public Weight, public Resource {
   DeviceBuffer table;  // tiled: per tile (bits, byte offset / 16) as two u32
   uint32_t tile_rows = 0, tile_cols = 0, group = 0;
   uint32_t tiles_r = 0, tiles_c = 0;
+  // The split matvec's plan and state (matvec_tiled.comp), for weights it takes: workgroups per
+  // strip (grid y), tiles per chunk, per-split partial row sums (splits > 1) and per-strip
+  // counters. splits == 0: the weight takes tiled.comp only.
+  uint32_t splits = 0, tiles_per_chunk = 0;
+  DeviceBuffer partial, counters;
 };
 
 class VkKvCacheObj final : public KvCache, public Resource {
@@ -105,6 +110,8 @@ class VulkanBackend final : public Backend {
   void matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
+  void matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate);
+  void plan_split_matvec(VkWeightObj& w);
   uint32_t matvec_rows() const;  // rows per workgroup of the tiled matvec
   // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).
   DeviceBuffer& scratch(DeviceBuffer& b, size_t bytes, bool host_visible, const char* what);
@@ -116,6 +123,9 @@ class VulkanBackend final : public Backend {
   std::shared_ptr<State> st_;
   std::string description_;
   int matvec_rows_ = 0;  // rows per workgroup of the tiled matvec; 0 = chosen from the device
+  bool split_matvec_ = false;  // n = 1 through matvec_tiled.comp where the weight allows
+  int matvec_groups_ = 0;      // the split matvec's target of groups of 32 invocations
+  std::vector<uint32_t> matvec_switches_;  // the split matvec's specialization constants
   DeviceBuffer dequant_, topk_out_;
 };
 

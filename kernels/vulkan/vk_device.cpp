@@ -58,6 +58,15 @@ bool env_flag(const char* name, bool fallback) {
   return std::string_view(e) != "0";
 }
 
+bool device_extension_available(VkPhysicalDevice phys, const char* name) {
+  uint32_t n = 0;
+  if (vkEnumerateDeviceExtensionProperties(phys, nullptr, &n, nullptr) != VK_SUCCESS) return false;
+  std::vector<VkExtensionProperties> e(n);
+  if (vkEnumerateDeviceExtensionProperties(phys, nullptr, &n, e.data()) != VK_SUCCESS) return false;
+  return std::any_of(e.begin(), e.end(),
+                     [&](const VkExtensionProperties& x) { return std::strcmp(x.extensionName, name) == 0; });
+}
+
 bool layer_available(const char* name) {
   uint32_t n = 0;
   if (vkEnumerateInstanceLayerProperties(&n, nullptr) != VK_SUCCESS) return false;
@@ -231,6 +240,21 @@ Context::Context(int device_index) {
     VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
     di.queueCreateInfoCount = 1;
     di.pQueueCreateInfos = &qi;
+    const char* stats_ext = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR stats_feature{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+    const char* want_stats = std::getenv("SBITS_VULKAN_PIPELINE_STATS");
+    if (want_stats && *want_stats && std::string_view(want_stats) != "0") {
+      if (device_extension_available(phys, stats_ext)) {
+        pipeline_stats = std::string_view(want_stats) == "2" ? 2 : 1;
+        stats_feature.pipelineExecutableInfo = VK_TRUE;
+        di.pNext = &stats_feature;
+        di.enabledExtensionCount = 1;
+        di.ppEnabledExtensionNames = &stats_ext;
+      } else {
+        std::fprintf(stderr, "sbits vulkan: SBITS_VULKAN_PIPELINE_STATS: %s lacks %s\n", info.name.c_str(), stats_ext);
+      }
+    }
     VK_CHECK(vkCreateDevice(phys, &di, nullptr, &device));
     vkGetDeviceQueue(device, queue_family, 0, &queue);
     pool = std::make_unique<MemoryPool>(*this);
@@ -447,6 +471,7 @@ const Pipeline& PipelineCache::get(const std::string& name, const std::string& f
     VK_CHECK(vkCreateShaderModule(ctx_.device, &mi, nullptr, &module));
   }
   Pipeline p;
+  p.name = name;
   p.n_bindings = n_bindings;
   p.writes = shader_writes(family, spec);
   std::vector<VkDescriptorSetLayoutBinding> b(n_bindings);
@@ -473,7 +498,11 @@ const Pipeline& PipelineCache::get(const std::string& name, const std::string& f
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = spec.empty() ? nullptr : &si;
   ci.layout = p.layout;
+  if (ctx_.pipeline_stats)
+    ci.flags = VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR |
+               (ctx_.pipeline_stats == 2 ? VK_PIPELINE_CREATE_CAPTURE_INTERNAL_REPRESENTATIONS_BIT_KHR : 0);
   VK_CHECK(vkCreateComputePipelines(ctx_.device, VK_NULL_HANDLE, 1, &ci, nullptr, &p.pipeline));
+  if (ctx_.pipeline_stats) report_pipeline_statistics(ctx_, p.pipeline, name);
   return pipelines_.emplace(name, p).first->second;
 }
 

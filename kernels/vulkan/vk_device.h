@@ -70,6 +70,10 @@ class Context {
   uint32_t subgroup_size = 0;
   bool subgroup_arith = false;  // subgroupAdd/Max in compute shaders
   bool validation = false;
+  // SBITS_VULKAN_PIPELINE_STATS (tuning): 1 prints the driver's statistics of every pipeline
+  // created (registers, instructions, spills: whatever the driver reports), 2 also writes its
+  // text representations (e.g. the ISA) to files; needs VK_KHR_pipeline_executable_properties.
+  int pipeline_stats = 0;
   std::atomic<uint64_t> validation_errors{0};
   std::atomic<uint64_t> live_bytes{0};
   // Incremented whenever a buffer is destroyed: a recorded command buffer that might name a
@@ -111,6 +115,7 @@ class DeviceBuffer {
 // A compute pipeline with its descriptor-set layout (n storage buffers at bindings 0..n-1) and
 // push constants (up to 128 bytes).
 struct Pipeline {
+  std::string name;  // the cache's key: family and specialization constants
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
@@ -127,6 +132,10 @@ ShaderCode shader_code(const std::string& family, bool subgroups);
 // The bindings a shader family writes with these specialization constants (bit i = binding
 // i), for the stream's hazard tracking: everything else it binds is only read.
 uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& spec);
+
+// Prints the driver's statistics of a pipeline created with the capture flags (and with
+// ctx.pipeline_stats == 2 writes its text representations to <name>.<representation>.txt).
+void report_pipeline_statistics(const Context& ctx, VkPipeline pipeline, const std::string& name);
 
 // Pipelines by name ("matvec_tiled", "rows_f16", ...): created on first use from a shader
 // family and specialization constants (constant_id i = spec[i]), then reused.

@@ -62,7 +62,30 @@ std::unique_ptr<Weight> VulkanBackend::upload_tiled(const HostWeight& w) {
   out->table = DeviceBuffer(st_->ctx, table.size() * 4, false, op);
   st_->upload(out->mem.buffer, 0, w.data, w.bytes);
   st_->upload(out->table.buffer, 0, table.data(), table.size() * 4);
+  if (split_matvec_) plan_split_matvec(*out);
   return out;
+}
+
+// matvec_tiled.comp takes 64 x 128 tiles with one scale group per tile row and whole tiles across.
+// Its workgroup (4 groups of 32) covers 64 rows of kSplitSlots chunks; the columns are split
+// into workgroups (grid y) until strips x 4 x splits reaches matvec_groups_, within the shader's
+// kSplitMaxTiles tiles per chunk, so that a 4096-row matrix fills the device as well as a 32000-row one.
+void VulkanBackend::plan_split_matvec(VkWeightObj& w) {
+  constexpr int64_t kSplitSlots = 2, kSplitMaxTiles = 64;  // matvec_tiled.comp's SLOTS, MAX_TILES
+  if (w.tile_rows != 64 || w.tile_cols != 128 || w.group != 128 || w.cols % 128 != 0) return;
+  const int64_t strips = w.tiles_r, tiles_c = w.tiles_c;
+  int64_t splits = std::max<int64_t>(1, (matvec_groups_ + 2 * strips) / (4 * strips));
+  const int64_t chunks = std::clamp(splits * kSplitSlots, (tiles_c + kSplitMaxTiles - 1) / kSplitMaxTiles, tiles_c);
+  const int64_t tpc = (tiles_c + chunks - 1) / chunks;
+  splits = (tiles_c + tpc * kSplitSlots - 1) / (tpc * kSplitSlots);  // no workgroup without tiles
+  if (splits > 65535) return;
+  w.splits = uint32_t(splits);
+  w.tiles_per_chunk = uint32_t(tpc);
+  const char* op = "upload";
+  w.counters = DeviceBuffer(st_->ctx, size_t(strips) * 4, false, op);
+  st_->stream.reserve(0, 2, op);
+  st_->stream.zero(w.counters.buffer, 0, (size_t(strips) * 4 + 15) & ~size_t(15));
+  if (splits > 1) w.partial = DeviceBuffer(st_->ctx, size_t(splits * w.rows) * 4, false, op);
 }
 
 void VulkanBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) {
@@ -123,6 +146,7 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 }
 
 void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
+  if (n == 1 && w.splits != 0) return matvec_split(w, x, y, accumulate);
   const uint32_t rw = matvec_rows();
   const uint32_t groups = w.tiles_r * ((w.tile_rows + rw - 1) / rw);
   st_->stream.reserve(0, 1, "matmul");
@@ -131,6 +155,15 @@ void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int
   st_->stream.dispatch(pipeline("tiled", {0, uint32_t(n), rw}, 5),
                        {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, x.ref(), y.ref(), x.ref()}, &tp, sizeof(tp),
                        groups, 1);
+}
+
+void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate) {
+  st_->stream.reserve(0, 1, "matmul");
+  const uint32_t pc[5] = {uint32_t(w.rows), w.tiles_c, accumulate ? 1u : 0u, w.tiles_per_chunk, w.splits};
+  const BufRef counters{w.counters.buffer}, partial = w.splits > 1 ? BufRef{w.partial.buffer} : counters;
+  st_->stream.dispatch(pipeline("matvec_tiled", matvec_switches_, 6),
+                       {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, x.ref(), y.ref(), partial, counters}, pc,
+                       sizeof(pc), w.tiles_r, w.splits);
 }
 
 // Rows per workgroup of the tiled matvec: a whole 64-row strip on CPU drivers (llvmpipe pays

@@ -11,6 +11,8 @@
 #include "kv_store_sg1_spv.h"
 #include "matmul_dense_sg0_spv.h"
 #include "matmul_dense_sg1_spv.h"
+#include "matvec_tiled_sg0_spv.h"
+#include "matvec_tiled_sg1_spv.h"
 #include "matvec_dense_sg0_spv.h"
 #include "matvec_dense_sg1_spv.h"
 #include "rmsnorm_sg0_spv.h"
@@ -36,6 +38,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(elementwise)
   SBITS_VK_SHADER(kv_store)
   SBITS_VK_SHADER(matmul_dense)
+  SBITS_VK_SHADER(matvec_tiled)
   SBITS_VK_SHADER(matvec_dense)
   SBITS_VK_SHADER(rmsnorm)
   SBITS_VK_SHADER(rope)
@@ -53,6 +56,7 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "kv_store") return (1u << 2) | (1u << 3);
   if (family == "attention") return 1u << 4;
   if (family == "tiled") return 1u << 3;
+  if (family == "matvec_tiled") return (1u << 3) | (1u << 4) | (1u << 5);
   if (family == "topk" || family == "copy") return 1u << 1;
   if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense") return 1u << 2;
   fail("pipeline", "no write set is known for shader family '", family, "'");

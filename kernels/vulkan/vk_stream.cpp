@@ -42,6 +42,7 @@ Stream::Stream(Context& ctx) : ctx_(ctx) {
   ring_ = DeviceBuffer(ctx, kRingBytes, true, "argument ring");
   const char* e = std::getenv("SBITS_VULKAN_REPLAY");
   replay_enabled_ = !(e && std::string_view(e) == "0");
+  profiler_ = Profiler::create(ctx, kMaxSets);
 }
 
 Stream::~Stream() {
@@ -50,6 +51,7 @@ Stream::~Stream() {
   } catch (...) {  // a destructor cannot report; the device is idle or lost either way
   }
   vkDeviceWaitIdle(ctx_.device);
+  profiler_.reset();  // prints
   for (Slot& s : slots_) vkDestroyDescriptorPool(ctx_.device, s.pool, nullptr);
   vkDestroyFence(ctx_.device, fence_, nullptr);
   vkDestroyCommandPool(ctx_.device, cmd_pool_, nullptr);
@@ -65,8 +67,10 @@ void Stream::start_recording() {
   reset_slot(s);
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};  // not one-time: it may be replayed
   VK_CHECK(vkBeginCommandBuffer(s.cmd, &bi));
+  if (profiler_) profiler_->begin(s.cmd, rec_);
   recording_ = true;
   first_op_ = true;
+  recorded_ = 0;
   for (const Op& op : ops_) record(op);
 }
 
@@ -87,6 +91,20 @@ void Stream::accesses(const Op& op, std::vector<Access>& out) {
   }
 }
 
+namespace {
+
+// The access types of compute and transfer stages: writes (source) or reads and writes (destination).
+VkAccessFlags stage_access(VkPipelineStageFlags stages, bool source) {
+  VkAccessFlags a = 0;
+  if (stages & VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT)
+    a |= VK_ACCESS_SHADER_WRITE_BIT | (source ? 0 : VK_ACCESS_SHADER_READ_BIT);
+  if (stages & VK_PIPELINE_STAGE_TRANSFER_BIT)
+    a |= VK_ACCESS_TRANSFER_WRITE_BIT | (source ? 0 : VK_ACCESS_TRANSFER_READ_BIT);
+  return a;
+}
+
+}  // namespace
+
 bool Stream::needs_barrier(const Op& op) {
   accesses(op, op_access_);
   bool conflict = false;
@@ -99,19 +117,35 @@ bool Stream::needs_barrier(const Op& op) {
 }
 
 void Stream::record(const Op& op) {
+  record_op(op);
+  if (profiler_) profiler_->after_op(slots_[rec_].cmd, rec_, recorded_);
+  ++recorded_;
+}
+
+void Stream::record_op(const Op& op) {
   VkCommandBuffer cmd = slots_[rec_].cmd;
+  // Barriers name only the stages involved: the ops since the last barrier (source) and this
+  // op's (destination). A barrier orders this op's stage after everything before it, so an op
+  // of the other stage (a copy after compute-only barriers) gets a barrier of its own even
+  // without a conflict; in a decode step, all dispatches, that never happens.
+  const VkPipelineStageFlags stage =
+      op.kind == Kind::dispatch ? VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT : VK_PIPELINE_STAGE_TRANSFER_BIT;
   if (first_op_) {  // the submission itself orders the first op after earlier work and host writes
     since_barrier_.clear();
     needs_barrier(op);
-  } else if (needs_barrier(op)) {
+    ordered_stages_ = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    pending_stages_ = 0;
+  } else if (needs_barrier(op) || !(ordered_stages_ & stage)) {
+    if (!(ordered_stages_ & stage)) since_barrier_ = op_access_;  // no conflict: needs_barrier kept the list
     ++barriers;
     VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                       VK_ACCESS_TRANSFER_WRITE_BIT;
-    const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-    vkCmdPipelineBarrier(cmd, st, st, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    mb.srcAccessMask = stage_access(pending_stages_, true);
+    mb.dstAccessMask = stage_access(stage, false);
+    vkCmdPipelineBarrier(cmd, pending_stages_, stage, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    ordered_stages_ = stage;
+    pending_stages_ = 0;
   }
+  pending_stages_ |= stage;
   first_op_ = false;
   if (op.kind == Kind::copy) {
     VkBufferCopy c{op.src_off, op.dst_off, op.bytes};
@@ -251,6 +285,12 @@ void Stream::flush() {
   ++submits;
   const VkResult r = vkWaitForFences(ctx_.device, 1, &fence_, VK_TRUE, UINT64_MAX);
   vkResetFences(ctx_.device, 1, &fence_);
+  if (profiler_ && r == VK_SUCCESS) {
+    std::vector<std::string> names;
+    for (const Op& op : done)
+      names.push_back(op.kind == Kind::copy ? "(copy)" : op.kind == Kind::zero ? "(fill)" : op.pipeline->name);
+    profiler_->collect(replay ? 1 - rec_ : rec_, names, replay);
+  }
   if (replay) {
     ++replays;
   } else {  // the recorded slot becomes the one to replay; the other is recorded next

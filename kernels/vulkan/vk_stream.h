@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kernels/vulkan/vk_device.h"
+#include "kernels/vulkan/vk_profile.h"
 
 namespace sbits::kernels::vk {
 
@@ -94,7 +95,8 @@ class Stream {
 
   void add(const Op& op);
   void start_recording();     // into slots_[rec_], re-recording ops_ so far
-  void record(const Op& op);  // into the recording command buffer
+  void record(const Op& op);  // into the recording command buffer (+ the profiler's stamp)
+  void record_op(const Op& op);
   void reset_slot(Slot& s);
 
   Context& ctx_;
@@ -104,6 +106,9 @@ class Stream {
   int rec_ = 0;               // the slot being recorded (the other holds the last submission)
   bool recording_ = false;    // slots_[rec_] has begun
   bool first_op_ = true;      // no barrier before the first op of a submission
+  // Stages (compute, transfer) of the ops since the last barrier, and the stage that barrier
+  // ordered after everything before it.
+  VkPipelineStageFlags pending_stages_ = 0, ordered_stages_ = 0;
   std::vector<Access> since_barrier_, op_access_;  // accesses since the last barrier; scratch
   std::vector<Op> ops_;       // this submission's ops
   std::vector<Op> last_ops_;  // the ops of slots_[1 - rec_], when it may be replayed
@@ -111,6 +116,8 @@ class Stream {
   bool replay_enabled_ = true;
   DeviceBuffer ring_;
   size_t ring_used_ = 0;
+  std::unique_ptr<Profiler> profiler_;  // SBITS_VULKAN_PROFILE
+  uint32_t recorded_ = 0;               // ops recorded into slots_[rec_] (the profiler's index)
 };
 
 }  // namespace sbits::kernels::vk

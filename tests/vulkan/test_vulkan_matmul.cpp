@@ -141,6 +141,37 @@ TEST_CASE("vulkan tiled matmul: every workgroup shape gives the same results, de
   }
 }
 
+// matvec_tiled.comp (n = 1 on 64 x 128 tiles, group 128, whole tiles across): every bitwidth
+// and mixed tiles, short last strips, with the columns in one workgroup per strip and split
+// across many (the last workgroup of a strip adds the partial sums), accumulating or not,
+// repeated dispatches (the per-strip counters reset) and bit-identical results run to run.
+TEST_CASE("vulkan split tiled matvec: every bitwidth, split-K, short strips, deterministic") {
+  ScopedEnv split("SBITS_VULKAN_MATVEC_SPLIT", "1");
+  const std::pair<int64_t, int64_t> shapes[] = {{64, 128}, {200, 1024}, {130, 8448}, {1, 256}};
+  for (const char *groups : {"1", "64", "100000"}) {  // one split per strip .. a chunk per tile
+    ScopedEnv env("SBITS_VULKAN_MATVEC_GROUPS", groups);
+    auto vk = make_vk();
+    for (auto [rows, cols] : shapes) {
+      const int64_t tiles = ((rows + 63) / 64) * (cols / 128);
+      for (int which = -1; which < 7; ++which) {
+        const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(tiles, which, 5), 23);
+        auto w = upload(*vk, t);
+        auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * cols + i)]); };
+        INFO("groups ", groups, " shape ", rows, "x", cols, " bits ", which < 0 ? -1 : int(kAllBits[which]));
+        for (bool acc : {false, true}) CHECK(matmul_error(*vk, *w, rows, cols, dense, 1, acc, 7) <= kTol);
+        if (which >= 0) continue;
+        std::mt19937_64 rng(3);
+        const std::vector<float> x = random_floats(rng, size_t(cols));
+        auto xb = make_buffer(*vk, x), y1 = vk->alloc(size_t(rows)), y2 = vk->alloc(size_t(rows));
+        vk->matmul(*w, *xb, 1, *y1, false);
+        vk->matmul(*w, *xb, 1, *y2, false);
+        CHECK(read_all(*vk, *y1) == read_all(*vk, *y2));
+      }
+    }
+    check_clean(*vk);
+  }
+}
+
 TEST_CASE("vulkan tiled embed: rows equal the dense matrix exactly") {
   auto vk = make_vk();
   const RandomTiled t = make_random_tiled(300, 172, 64, 128, 64, table_of(5 * 2, -1, 8), 4);

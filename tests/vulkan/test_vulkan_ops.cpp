@@ -83,7 +83,7 @@ TEST_CASE("vulkan: rmsnorm matches the CPU (1e-5), in place too") {
   auto vk = make_vk();
   std::mt19937_64 rng(3);
   for (WeightType t : kWeightTypes) {
-    for (int64_t width : {1, 7, 64, 100, 4096, 5003}) {
+    for (int64_t width : {1, 7, 64, 100, 4096, 5003, 8200}) {  // 8200: vec4 rows past one block
       for (int n : {1, 3, 17}) {
         TestWeight w = make_weight(t, 1, width, rng);
         const std::vector<float> x = random_floats(rng, size_t(n * width), -3.0f, 3.0f);
@@ -232,8 +232,9 @@ namespace sbits::kernels::test {
 
 // Barriers only on hazards (vk_stream.h): three matmuls that read one x and write three
 // buffers (a layer's q, k, v) need none between them; an add that reads y2 into y1 needs one
-// (read after write), which also orders the matmuls' reads of x before a new write of x; the
-// matmul that reads the new x needs one. Synchronization validation (on in ctest) would report
+// (read after write); a new write of x (a copy) needs one, since that barrier ordered compute
+// work only (vk_stream.cpp: barriers name the stages involved); the matmul that reads the new x
+// needs one. Synchronization validation (on in ctest) would report
 // a missing one; the results must equal the CPU's.
 TEST_CASE("vulkan: barriers are recorded only between ops that touch the same memory") {
   auto cpu = make_cpu_backend(1);
@@ -253,10 +254,10 @@ TEST_CASE("vulkan: barriers are recorded only between ops that touch the same me
     be->matmul(*w[1], *x, 1, *y2, false);
     be->matmul(*w[2], *x, 1, *y3, false);  // independent of the two before: no barrier
     be->add(*y1, *y2, 48);                 // reads y2: one
-    be->write(*x, x1.data(), 40);          // x was read, but before the add's barrier: none
+    be->write(*x, x1.data(), 40);          // a copy; the add's barrier ordered compute only: one
     be->matmul(*w[2], *x, 1, *y2, true);   // reads the new x: one
     be->synchronize();                     // one submission (barriers are counted as recorded)
-    if (be == vk.get()) CHECK(vulkan_stats(*vk).barriers == b0 + 2);  // a barrier per op: 5
+    if (be == vk.get()) CHECK(vulkan_stats(*vk).barriers == b0 + 3);  // a barrier per op: 5
     std::vector<float> all = read_all(*be, *y1), b2 = read_all(*be, *y2), b3 = read_all(*be, *y3);
     all.insert(all.end(), b2.begin(), b2.end());
     all.insert(all.end(), b3.begin(), b3.end());

@@ -11,13 +11,11 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
+#include "tiled_codes.glsl"
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint MODE = 0;
 layout(constant_id = 1) const uint NB = 1;
 layout(constant_id = 2) const uint RW = 64;
-layout(binding = 0) readonly buffer BW { uint W[]; };
-layout(binding = 0) readonly buffer BW2 { uvec2 W2[]; };
-layout(binding = 0) readonly buffer BW4 { uvec4 W4[]; };
 layout(binding = 1) readonly buffer BT { uvec2 TAB[]; };  // per tile: (bits, byte offset / 16)
 layout(binding = 2) readonly buffer BX { float X[]; };
 layout(binding = 2) readonly buffer BX4 { vec4 X4[]; };
@@ -26,8 +24,6 @@ layout(binding = 4) readonly buffer BI { int IDS[]; };
 layout(push_constant) uniform P {
   uint rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
 } p;
-
-uint pad4(uint words) { return (words + 3u) & ~3u; }
 
 // Code i of a unit from plane words w (P bits per code; codec_plane.h: even codes in the low
 // half-word, odd codes in the high half-word).
@@ -111,38 +107,6 @@ void unit_weights(uint bits, uint base, uint rows_t, uint units, uint groups, ui
 
 // ---- MODE 0: the matvec --------------------------------------------------------------------
 //
-// Code `q` of P bits at bit `pos` of w as the f32 2^P + q: one shift brings the code to the top
-// P bits of the mantissa and one and-or gives it the exponent that makes its lowest bit weigh
-// 1. Exact, and no int-to-float conversion (a quarter-rate instruction on NVIDIA): two integer
-// operations per code. The 2^P is taken out per unit: sum (2^P + q) x = 2^P sum x + sum q x.
-// Why 2^P and not a larger offset: the products (2^P + q) x round relative to 2^(P+1) |x|, so
-// a small offset keeps the error near 2^-24 of the weights' range.
-float code_f(uint w, uint P, uint pos) {
-  const int sh = int(pos) - int(23u - P);
-  const uint v = sh >= 0 ? w >> uint(sh) : w << uint(-sh);
-  return uintBitsToFloat((v & (((1u << P) - 1u) << (23u - P))) | ((127u + P) << 23));
-}
-
-// Bit position of code i (0..31) of a unit in its plane word (codec_plane.h: even codes in the
-// low half-word, odd codes in the high half-word).
-#define CODE_POS(P_, i) ((P_) * ((((i) % (32u / (P_))) / 2u) + (((i) % (32u / (P_))) % 2u) * (16u / (P_))))
-
-// The P words of a unit's plane at word `at` (aligned to P words by the layout): one 4-, 8- or
-// 16-byte load (two for P = 8).
-#define LOAD_PLANE(dst, at, P_)                                       \
-  if ((P_) == 1u) {                                                   \
-    dst[0] = W[at];                                                   \
-  } else if ((P_) == 2u) {                                            \
-    const uvec2 a_ = W2[(at) / 2u];                                   \
-    dst[0] = a_.x; dst[min(1u, (P_) - 1u)] = a_.y;                    \
-  } else {                                                            \
-    [[unroll]] for (uint h_ = 0; h_ < (P_) / 4u; ++h_) {              \
-      const uvec4 a_ = W4[(at) / 4u + h_];                            \
-      dst[min(4u * h_, (P_) - 1u)] = a_.x; dst[min(4u * h_ + 1u, (P_) - 1u)] = a_.y; \
-      dst[min(4u * h_ + 2u, (P_) - 1u)] = a_.z; dst[min(4u * h_ + 3u, (P_) - 1u)] = a_.w; \
-    }                                                                 \
-  }
-
 // x[base + c .. + 3]: one aligned vec4 load inside the matrix (cols % 4 == 0), else scalar
 // loads reading 0 past cols (the padding columns of the last unit contribute nothing).
 vec4 load_x4(uint base, uint c, bool vec_x) {
@@ -152,9 +116,8 @@ vec4 load_x4(uint base, uint c, bool vec_x) {
               c + 2u < p.cols ? X[min(base + c + 2u, last)] : 0.0, c + 3u < p.cols ? X[min(base + c + 3u, last)] : 0.0);
 }
 
-// The unit's codes of P0 (+ P1) bits as floats f[i] = q_i + C exactly (each plane 2^P + its
-// bits, see code_f; the high plane scaled by 2^P0 with one exact FMA), with the row's
-// {scale, min}. Every array here has a constant size and constant indices once the loop is
+// The unit's codes of P0 (+ P1) bits as floats f[i] = q_i + C exactly (UNIT_CODE_F), with the
+// row's {scale, min}. Every array here has a constant size and constant indices once the loop is
 // unrolled, so the compiler keeps them in registers (arrays sized by specialization constants
 // can end up in local memory, which is what held the previous kernel to the same time at
 // every bitwidth).
@@ -168,12 +131,9 @@ vec4 load_x4(uint base, uint c, bool vec_x) {
     LOAD_PLANE(w0, base + rec * (P0_), P0_)                                                     \
     if ((P1_) > 0u) { LOAD_PLANE(w1, b1 + rec * max(P1_, 1u), max(P1_, 1u)) }                   \
     sm = unpackHalf2x16(W[bs + r0 * groups + gi]);                                              \
-    cf = float(1u << (P0_)) + ((P1_) > 0u ? float(1u << ((P0_) + (P1_))) : 0.0);                \
+    cf = UNIT_CODE_OFFSET(P0_, P1_);                                                            \
     [[unroll]] for (uint i = 0; i < 32u; ++i) {                                                 \
-      f[i] = code_f(w0[i / (32u / (P0_))], P0_, CODE_POS(P0_, i));                              \
-      if ((P1_) > 0u)                                                                           \
-        f[i] = fma(float(1u << (P0_)),                                                          \
-                   code_f(w1[i / (32u / max(P1_, 1u))], max(P1_, 1u), CODE_POS(max(P1_, 1u), i)), f[i]); \
+      f[i] = UNIT_CODE_F(P0_, P1_, w0, w1, i);                                                   \
     }                                                                                           \
   }
 
