@@ -94,6 +94,8 @@ class VulkanBackend final : public Backend {
   void rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
             RopeStyle style) override;
   void kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n, const RowInfo* rows) override;
+  void rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n, const RowInfo* rows,
+                      const AttentionShape& shape, float theta, RopeStyle style) override;
   void attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,
                  const AttentionShape& shape, Buffer& out) override;
   void swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) override;

@@ -94,14 +94,10 @@ void VulkanBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, 
 }
 
 // cos and sin of pos * theta^(-2i/hd) are formed in double on the host, exactly as the CPU
-// backend forms them (an f32 angle at pos ~ 1e5 would be off by ~0.01 rad), and staged.
-void VulkanBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
-                         RopeStyle style) {
-  const char* op = "rope";
-  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  VkBufferObj& xs = vk_buffer(x, op, "x");
-  check_rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
-  if (n == 0) return;
+// backend forms them (an f32 angle at pos ~ 1e5 would be off by ~0.01 rad), and staged: per row,
+// (cos, sin) of each pair.
+namespace {
+std::vector<float> rope_cos_sin(const RowInfo* rows, int n, int head_dim, float theta) {
   const int half = head_dim / 2;
   std::vector<double> freq(size_t(half), 0.0);
   for (int i = 0; i < half; ++i) freq[size_t(i)] = std::pow(double(theta), -2.0 * i / head_dim);
@@ -112,12 +108,63 @@ void VulkanBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowI
       cs[(size_t(r) * size_t(half) + size_t(i)) * 2] = float(std::cos(angle));
       cs[(size_t(r) * size_t(half) + size_t(i)) * 2 + 1] = float(std::sin(angle));
     }
+  return cs;
+}
+}  // namespace
+
+void VulkanBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInfo* rows, float theta,
+                         RopeStyle style) {
+  const char* op = "rope";
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkBufferObj& xs = vk_buffer(x, op, "x");
+  check_rope_args(op, xs, n, n_heads, head_dim, rows, theta, style);
+  if (n == 0) return;
+  const std::vector<float> cs = rope_cos_sin(rows, n, head_dim, theta);
   st_->stream.reserve(cs.size() * 4, 1, op);
   const BufRef csb = st_->stream.stage(cs.data(), cs.size() * 4);
   struct {
     uint32_t n, n_heads, head_dim, interleaved;
   } pc{uint32_t(n), uint32_t(n_heads), uint32_t(head_dim), style == RopeStyle::interleaved ? 1u : 0u};
-  dispatch_1d(pipeline("rope", {}, 2), {xs.ref(), csb}, &pc, sizeof(pc), size_t(n) * size_t(n_heads) * size_t(half));
+  dispatch_1d(pipeline("rope", {}, 2), {xs.ref(), csb}, &pc, sizeof(pc),
+              size_t(n) * size_t(n_heads) * size_t(head_dim / 2));
+}
+
+// One dispatch (rope_store.comp) instead of three. Aliased buffers take the three ops, in order,
+// as the interface's default does: the fused kernel reads each head once.
+void VulkanBackend::rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCache& cache, int layer, int n,
+                                   const RowInfo* rows, const AttentionShape& shape, float theta, RopeStyle style) {
+  if (&q == &k || &v == &q || &v == &k || n > 65535)
+    return Backend::rope_and_store(q, k, v, cache, layer, n, rows, shape, theta, style);
+  std::lock_guard<std::recursive_mutex> lock(st_->mutex);
+  VkBufferObj& qs = vk_buffer(q, "rope", "x");
+  VkBufferObj& ks = vk_buffer(k, "rope", "x");
+  check_rope_args("rope", qs, n, shape.n_heads, shape.head_dim, rows, theta, style);
+  check_rope_args("rope", ks, n, shape.n_kv_heads, shape.head_dim, rows, theta, style);
+  const char* op = "kv_store";
+  VkKvCacheObj& c = vk_cache(cache, op);
+  const KvCacheDesc& d = c.desc;
+  const VkBufferObj& vs = vk_buffer(v, op, "v");
+  check_layer(op, d, layer);
+  check_cache_rows(op, d, rows, n);
+  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
+    fail("rope_and_store", "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim,
+         ", the cache has n_kv_heads=", d.n_kv_heads, " head_dim=", d.head_dim);
+  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
+  check_count(op, "k", ks, n, width);
+  check_count(op, "v", vs, n, width);
+  if (n == 0) return;
+  const std::vector<float> cs = rope_cos_sin(rows, n, shape.head_dim, theta);
+  st_->stream.reserve(cs.size() * 4 + size_t(n) * 8, 1, op);
+  const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
+  const BufRef csb = st_->stream.stage(cs.data(), cs.size() * 4);
+  struct {
+    uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx, interleaved;
+  } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer),
+       uint32_t(d.n_slots), uint32_t(d.n_ctx), style == RopeStyle::interleaved ? 1u : 0u};
+  st_->stream.dispatch(pipeline("rope_store", {d.type == KvType::f16 ? 0u : 1u}, 7),
+                       {qs.ref(), ks.ref(), vs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, csb}, &pc,
+                       sizeof(pc), uint32_t(shape.n_heads + 2 * d.n_kv_heads), uint32_t(n));
+  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
 }
 
 void VulkanBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n,

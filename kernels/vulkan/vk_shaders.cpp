@@ -19,6 +19,8 @@
 #include "rmsnorm_sg1_spv.h"
 #include "rope_sg0_spv.h"
 #include "rope_sg1_spv.h"
+#include "rope_store_sg0_spv.h"
+#include "rope_store_sg1_spv.h"
 #include "rows_sg0_spv.h"
 #include "rows_sg1_spv.h"
 #include "tiled_sg0_spv.h"
@@ -42,6 +44,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(matvec_dense)
   SBITS_VK_SHADER(rmsnorm)
   SBITS_VK_SHADER(rope)
+  SBITS_VK_SHADER(rope_store)
   SBITS_VK_SHADER(rows)
   SBITS_VK_SHADER(tiled)
   SBITS_VK_SHADER(topk)
@@ -53,6 +56,7 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   // As declared in shaders/*.comp (the bindings not marked readonly that are stored to).
   if (family == "elementwise") return !spec.empty() && spec[0] == 0 ? 1u << 0 : 1u << 2;  // add: A; swiglu: C
   if (family == "rope") return 1u << 0;
+  if (family == "rope_store") return (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4);
   if (family == "kv_store") return (1u << 2) | (1u << 3);
   if (family == "attention") return 1u << 4;
   if (family == "tiled") return 1u << 3;

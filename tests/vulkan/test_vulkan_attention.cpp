@@ -80,4 +80,67 @@ TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f
   check_clean(*vk);
 }
 
+// rope_and_store: Vulkan's one dispatch against the CPU's three ops (the interface's default),
+// on q, k and the cache (read back through attention), f16 and f32 caches, both rope styles,
+// grouped-query heads up to 256 wide; then with q and k the same buffer, which the backend
+// hands to the three ops in order (the fused kernel reads each head once).
+TEST_CASE("vulkan: rope_and_store equals rope, rope and kv_store, also with aliased buffers") {
+  std::mt19937_64 rng(5);
+  auto cpu = make_cpu_backend(2);
+  auto vk = make_vk();
+  const std::vector<RowInfo> rows = {{0, 0}, {0, 1}, {1, 0}, {0, 2}, {1, 7}};
+  const int n = int(rows.size());
+  const AttnShape shapes[] = {{6, 2, 16}, {4, 4, 256}, {2, 1, 2}};
+  for (KvType type : {KvType::f16, KvType::f32}) {
+    for (const AttnShape& s : shapes) {
+      KvCacheDesc d;
+      d.n_layers = 2;
+      d.n_slots = 2;
+      d.n_ctx = 16;
+      d.n_kv_heads = s.n_kv_heads;
+      d.head_dim = s.head_dim;
+      d.type = type;
+      const AttentionShape shape{s.n_heads, s.n_kv_heads, s.head_dim};
+      const int qw = s.n_heads * s.head_dim, kw = s.n_kv_heads * s.head_dim;
+      const std::vector<float> q0 = random_floats(rng, size_t(n * qw)), k0 = random_floats(rng, size_t(n * kw)),
+                               v0 = random_floats(rng, size_t(n * kw));
+      for (const RopeStyle style : {RopeStyle::neox, RopeStyle::interleaved}) {
+        std::vector<std::vector<float>> results[2];
+        int i = 0;
+        for (Backend* be : {cpu.get(), vk.get()}) {
+          auto cache = be->create_kv_cache(d);
+          auto q = make_buffer(*be, q0), k = make_buffer(*be, k0), v = make_buffer(*be, v0);
+          auto out = be->alloc(size_t(n * qw));
+          be->rope_and_store(*q, *k, *v, *cache, 1, n, rows.data(), shape, 10000.0f, style);
+          be->attention(*q, *cache, 1, n, rows.data(), shape, *out);
+          results[i++] = {read_all(*be, *q), read_all(*be, *k), read_all(*be, *out)};
+        }
+        INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ",
+             s.head_dim, " neox ", style == RopeStyle::neox);
+        for (int j = 0; j < 2; ++j) CHECK(scaled_diff(results[1][size_t(j)], results[0][size_t(j)]) <= 1e-6);
+        CHECK(scaled_diff(results[1][2], results[0][2]) <= 1e-5);
+      }
+    }
+  }
+  // q and k aliased (one head each way): rotated twice, as by two rope calls.
+  KvCacheDesc d;
+  d.n_layers = 1;
+  d.n_slots = 2;
+  d.n_ctx = 16;
+  d.n_kv_heads = 2;
+  d.head_dim = 16;
+  const AttentionShape one{2, 2, 16};
+  const std::vector<float> x0 = random_floats(rng, size_t(n * 32)), v0 = random_floats(rng, size_t(n * 32));
+  std::vector<float> got[2];
+  int i = 0;
+  for (Backend* be : {cpu.get(), vk.get()}) {
+    auto cache = be->create_kv_cache(d);
+    auto x = make_buffer(*be, x0), v = make_buffer(*be, v0);
+    be->rope_and_store(*x, *x, *v, *cache, 0, n, rows.data(), one, 10000.0f, RopeStyle::neox);
+    got[i++] = read_all(*be, *x);
+  }
+  CHECK(scaled_diff(got[1], got[0]) <= 1e-6);
+  check_clean(*vk);
+}
+
 }  // namespace sbits::kernels::test
