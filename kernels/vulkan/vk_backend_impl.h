@@ -128,7 +128,8 @@ class VulkanBackend final : public Backend {
   bool split_matvec_ = false;  // n = 1 through matvec_tiled.comp where the weight allows
   int matvec_groups_ = 0;      // the split matvec's target of groups of 32 invocations
   std::vector<uint32_t> matvec_switches_;  // the split matvec's specialization constants
-  DeviceBuffer dequant_, topk_out_;
+  int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call
+  DeviceBuffer dequant_, topk_out_, attn_partial_, attn_counters_;
 };
 
 // The backend's own objects behind interface references, or a KernelError naming the op.

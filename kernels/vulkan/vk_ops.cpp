@@ -218,16 +218,35 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
            layer, " has positions < ", end, " of that slot");
   }
   if (n == 0) return;
+  // Decode (n <= 8): the positions split across workgroups, one per 256 of the cache's n_ctx,
+  // at most 4 (H200, 7B, 512-640 positions, n_ctx 641: 1 / 2 / 4 / 16 splits 212 / 215-218 /
+  // 220 / 214 tok/s, run 42). A split past a row's stored positions has nothing to do. The
+  // count depends on n_ctx, not on the positions, so a replayed step keeps its grid.
+  const uint32_t splits = attn_splits_ != 0 ? uint32_t(attn_splits_)
+                          : n <= 8          ? uint32_t(std::clamp<int64_t>(d.n_ctx / 256, 1, 4))
+                                            : 1u;
+  const size_t units = size_t(n) * size_t(shape.n_heads);
+  const VkBuffer old_counters = attn_counters_.buffer;
+  DeviceBuffer& cnt = scratch(attn_counters_, units * 4, false, "attention counters");
+  if (cnt.buffer != old_counters) {  // new memory: counters start at zero
+    st_->stream.reserve(0, 1, op);
+    st_->stream.zero(cnt.buffer, 0, (cnt.bytes + 15) & ~size_t(15));
+  }
+  const BufRef part = splits > 1
+                          ? BufRef{scratch(attn_partial_, units * splits * size_t(d.head_dim + 2) * 4, false,
+                                           "attention partials").buffer}
+                          : BufRef{cnt.buffer};
   st_->stream.reserve(size_t(n) * 8, 1, op);
   const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
   struct {
     uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
     float scale;
+    uint32_t splits;
   } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
-       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim)))};
-  st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 5),
-                       {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref()}, &pc, sizeof(pc),
-                       uint32_t(shape.n_heads), uint32_t(n));
+       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim))), splits};
+  st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 7),
+                       {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer}},
+                       &pc, sizeof(pc), uint32_t(shape.n_heads), uint32_t(n), splits);
 }
 
 void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {

@@ -80,6 +80,50 @@ TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f
   check_clean(*vk);
 }
 
+// Decode attention with the positions split across workgroups (SBITS_VULKAN_ATTN_SPLITS forces
+// the count; by default it follows n_ctx, 1 for these small caches): splits longer and shorter
+// than a 128-position block, and more splits than a row has positions (empty ones merge as
+// nothing). Every call reuses the per-(row, head) counters, which the merging workgroup resets.
+TEST_CASE("vulkan: attention split across workgroups matches the CPU (1e-5)") {
+  auto cpu = make_cpu_backend(2);
+  std::mt19937_64 rng(9);
+  const AttnShape shapes[] = {{4, 4, 8}, {8, 2, 64}, {2, 1, 256}};
+  for (const char* splits : {"2", "5", "64"}) {
+    ScopedEnv env("SBITS_VULKAN_ATTN_SPLITS", splits);
+    auto vk = make_vk();
+    for (KvType type : {KvType::f16, KvType::f32}) {
+      for (const AttnShape& s : shapes) {
+        KvCacheDesc d;
+        d.n_layers = 1;
+        d.n_slots = 2;
+        d.n_ctx = 300;
+        d.n_kv_heads = s.n_kv_heads;
+        d.head_dim = s.head_dim;
+        d.type = type;
+        auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
+        const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
+        store(*cpu, *vk, *cc, *cg, 0, 0, 0, 290, kv_width, rng);
+        store(*cpu, *vk, *cc, *cg, 0, 1, 0, 3, kv_width, rng);
+        const std::vector<RowInfo> rows = {{0, 289}, {1, 2}, {0, 0}, {0, 130}, {1, 0}, {0, 40}};
+        for (int n : {1, 6}) {
+          const std::vector<float> q = random_floats(rng, size_t(n * width), -2.0f, 2.0f);
+          auto qc = make_buffer(*cpu, q), qg = make_buffer(*vk, q);
+          auto oc = cpu->alloc(q.size()), og = vk->alloc(q.size());
+          const AttentionShape sh{s.n_heads, s.n_kv_heads, s.head_dim};
+          cpu->attention(*qc, *cc, 0, n, rows.data(), sh, *oc);
+          vk->attention(*qg, *cg, 0, n, rows.data(), sh, *og);
+          INFO("splits ", splits, " kv ", type == KvType::f16 ? "f16" : "f32", " hd ", s.head_dim, " n ", n);
+          const std::vector<float> ref = read_all(*cpu, *oc);
+          CHECK(scaled_diff(read_all(*vk, *og), ref) <= 1e-5);
+          vk->attention(*qg, *cg, 0, n, rows.data(), sh, *qg);  // out aliases q; the counters again
+          CHECK(scaled_diff(read_all(*vk, *qg), ref) <= 1e-5);
+        }
+      }
+    }
+    check_clean(*vk);
+  }
+}
+
 // rope_and_store: Vulkan's one dispatch against the CPU's three ops (the interface's default),
 // on q, k and the cache (read back through attention), f16 and f32 caches, both rope styles,
 // grouped-query heads up to 256 wide; then with q and k the same buffer, which the backend

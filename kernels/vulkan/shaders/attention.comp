@@ -1,8 +1,10 @@
 #version 450
-// Causal attention over the KV cache, one workgroup per (head, row), with the CPU's blocked
-// online softmax: positions in blocks of WG, the block's scores (one per invocation), the
-// running max raised once per block (rescaling the sum and the accumulators), exp(s - m) <= 1
-// weighting the values. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
+// Causal attention over the KV cache, one workgroup per (head, row, split), with the CPU's
+// blocked online softmax: positions in blocks of WG, the block's scores (one per invocation),
+// the running max raised once per block (rescaling the sum and the accumulators), exp(s - m) <= 1
+// weighting the values. With splits > 1 (decode) each split takes a contiguous share of the
+// positions and the last to finish merges them (finish_split): more workgroups for a step's
+// few rows, each with a shorter chain of loads. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
 // out may alias q: q is copied to shared memory before anything is written.
 // Loads: a position's key is read 64 values per iteration when head_dim % 16 == 0 (uvec4s of
 // halves, or of floats), and the values of 16 positions per iteration, so that several loads
@@ -20,10 +22,17 @@ layout(binding = 1) readonly buffer BKC4 { uvec4 KC4[]; };
 layout(binding = 2) readonly buffer BVC { uint VC[]; };
 layout(binding = 3) readonly buffer BR { ivec2 ROWS[]; };
 layout(binding = 4) writeonly buffer BO { float O[]; };
-layout(push_constant) uniform P { uint n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx; float scale; } p;
+layout(binding = 5) coherent buffer BP { float PART[]; };  // per (row, head, split): acc[hd], m, l
+layout(binding = 6) coherent buffer BC { uint CNT[]; };    // per (row, head): splits finished
+layout(push_constant) uniform P {
+  uint n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
+  float scale;
+  uint splits;
+} p;
 
 shared float q_s[2 * WG];
 shared float p_s[WG];
+shared bool last_;
 
 #define KV_LOAD(arr, i) (KVT == 0 ? f16_at(arr[(i) >> 1], (i)) : uintBitsToFloat(arr[(i)]))
 
@@ -49,6 +58,40 @@ float dot8(uint k0, uint d0) {
     if (t + WG < hd) acc1 += (w_) * KV_LOAD(VC, (vo) + t + WG);  \
   }
 
+// Splits (decode): each workgroup of a (head, row) writes its running max m, sum l and
+// unnormalized accumulators; the last one to finish (a counter per (row, head)) merges them in
+// split order, so the result does not depend on timing.
+void finish_split(uint unit, uint sidx, uint qo, float m, float l, float acc0, float acc1) {
+  const uint t = gl_LocalInvocationIndex, hd = p.head_dim, stride = hd + 2u;
+  const uint pb = (unit * p.splits + sidx) * stride;
+  if (t < hd) PART[pb + t] = acc0;
+  if (t + WG < hd) PART[pb + t + WG] = acc1;
+  if (t == 0u) {
+    PART[pb + hd] = m;
+    PART[pb + hd + 1u] = l;
+  }
+  memoryBarrierBuffer();  // the partials are visible device-wide before the count says so
+  barrier();
+  if (t == 0u) last_ = atomicAdd(CNT[unit], 1u) == p.splits - 1u;
+  barrier();
+  if (!last_) return;
+  memoryBarrierBuffer();
+  float mx = -1.0 / 0.0;
+  for (uint k = 0; k < p.splits; ++k) mx = max(mx, PART[(unit * p.splits + k) * stride + hd]);
+  float lt = 0.0, o0 = 0.0, o1 = 0.0;
+  for (uint k = 0; k < p.splits; ++k) {
+    const uint b = (unit * p.splits + k) * stride;
+    const float c = exp(PART[b + hd] - mx);  // 0 for an empty split (m = -inf)
+    lt += PART[b + hd + 1u] * c;
+    if (t < hd) o0 += PART[b + t] * c;
+    if (t + WG < hd) o1 += PART[b + t + WG] * c;
+  }
+  const float inv = 1.0 / lt;
+  if (t < hd) O[qo + t] = o0 * inv;
+  if (t + WG < hd) O[qo + t + WG] = o1 * inv;
+  if (t == 0u) CNT[unit] = 0u;  // ready for the next dispatch
+}
+
 void main() {
   const uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y, t = gl_LocalInvocationIndex;
   const uint hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
@@ -59,8 +102,10 @@ void main() {
   for (uint d = t; d < hd; d += WG) q_s[d] = Q[qo + d];
   barrier();
   float m = -1.0 / 0.0, l = 0.0, acc0 = 0.0, acc1 = 0.0;
-  for (uint p0 = 0; p0 < n_pos; p0 += WG) {
-    const uint nb = min(WG, n_pos - p0);
+  const uint chunk = (n_pos + p.splits - 1u) / p.splits;  // this workgroup's positions: [lo, hi)
+  const uint lo = min(n_pos, gl_WorkGroupID.z * chunk), hi = min(n_pos, lo + chunk);
+  for (uint p0 = lo; p0 < hi; p0 += WG) {
+    const uint nb = min(WG, hi - p0);
     float s = -1.0 / 0.0;
     if (t < nb) {
       const uint ko = base + (p0 + t) * hd;
@@ -116,6 +161,10 @@ void main() {
     }
     for (; j < nb; ++j) VALUE_FMA(p_s[j], base + (p0 + j) * hd)
     barrier();  // p_s is rewritten by the next block
+  }
+  if (p.splits > 1u) {
+    finish_split(r * p.n_heads + h, gl_WorkGroupID.z, qo, m, l, acc0, acc1);
+    return;
   }
   const float inv = 1.0 / l;
   if (t < hd) O[qo + t] = acc0 * inv;
