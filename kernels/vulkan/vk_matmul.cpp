@@ -1,8 +1,9 @@
 // matmul on every weight type, and the tiled weights' upload (validate, copy the tile table).
 //
 // Decode (n <= 8 rows): dense weights take matvec_dense (each element read once for all rows);
-// tiled weights take the tiled matvec, one dispatch (tiled.comp MODE 0; its workgroup shape:
-// matvec_shape below). Prefill (n > 8): a shared-memory GEMM, directly on
+// tiled weights take one dispatch: at n = 1 on the quantizer's tile shape the split matvec
+// (matvec_tiled.comp, planned per weight at upload: plan_split_matvec), else tiled.comp MODE 0
+// (its workgroup shape: matvec_rows below). Prefill (n > 8): a shared-memory GEMM, directly on
 // dense weights, and on blocks of tiled rows dequantized to f32 scratch.
 #include <algorithm>
 

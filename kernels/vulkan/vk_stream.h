@@ -1,7 +1,7 @@
 // Recording ops into a command buffer, submitting it, and replaying it when a step repeats.
 //
 // Every op becomes one dispatch (or copy). Ops must appear to run in order, as the interface
-// promises, but a barrier (a global memory barrier: compute and transfer) is recorded only
+// promises, but a barrier (a global memory barrier naming the stages involved) is recorded only
 // before an op that conflicts with one recorded since the last barrier: it reads a range one of
 // them wrote (read after write), or writes a range one of them read or wrote. So the q, k and
 // v matmuls of a layer, which read the same x and write three buffers, run without barriers
