@@ -163,7 +163,7 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   // with (the columns are split across workgroups until it does).
   split_matvec_ = env_int("SBITS_VULKAN_MATVEC_SPLIT", c.info.type == "cpu" ? 0 : 1, 0, 1) != 0;
   matvec_groups_ = env_int("SBITS_VULKAN_MATVEC_GROUPS", 2048, 1, 1 << 20);
-  // Attention's splits of the positions (1..64; unset: one per 512 of n_ctx for decode).
+  // Attention's splits of the positions (1..64; unset: vk_ops.cpp's rule for decode).
   attn_splits_ = env_int("SBITS_VULKAN_ATTN_SPLITS", 0, 0, 64);
   // matvec_tiled.comp's tuning switch (its specialization constant AHEAD).
   matvec_switches_ = {uint32_t(env_int("SBITS_VULKAN_MATVEC_AHEAD", 1, 0, 1))};

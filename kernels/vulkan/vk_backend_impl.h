@@ -3,6 +3,7 @@
 // top_k; vk_matmul.cpp: matmul on every weight type, tiled embed).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -72,6 +73,9 @@ class VkKvCacheObj final : public KvCache, public Resource {
   // recorded: attention refuses to read past it.
   std::vector<int32_t> stored_end;
   int32_t& end(int layer, int slot) { return stored_end[size_t(layer) * size_t(desc.n_slots) + size_t(slot)]; }
+  void mark_stored(int layer, const RowInfo* rows, int n) {
+    for (int r = 0; r < n; ++r) end(layer, rows[r].slot) = std::max(end(layer, rows[r].slot), rows[r].pos + 1);
+  }
 };
 
 class VulkanBackend final : public Backend {

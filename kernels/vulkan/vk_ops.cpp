@@ -17,6 +17,20 @@ VkKvCacheObj& vk_cache(const KvCache& c, const char* op) {
   return const_cast<VkKvCacheObj&>(*p);
 }
 
+// kv_store's checks, which rope_and_store makes too: the cache, the layer, the rows and the
+// sizes of k and v.
+VkKvCacheObj& checked_kv_store(KvCache& cache, int layer, const VkBufferObj& k, const VkBufferObj& v, int n,
+                               const RowInfo* rows) {
+  const char* op = "kv_store";
+  VkKvCacheObj& c = vk_cache(cache, op);
+  check_layer(op, c.desc, layer);
+  check_cache_rows(op, c.desc, rows, n);
+  const int64_t width = int64_t(c.desc.n_kv_heads) * c.desc.head_dim;
+  check_count(op, "k", k, n, width);
+  check_count(op, "v", v, n, width);
+  return c;
+}
+
 }  // namespace
 
 void VulkanBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer& out) {
@@ -141,17 +155,12 @@ void VulkanBackend::rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCach
   check_rope_args("rope", qs, n, shape.n_heads, shape.head_dim, rows, theta, style);
   check_rope_args("rope", ks, n, shape.n_kv_heads, shape.head_dim, rows, theta, style);
   const char* op = "kv_store";
-  VkKvCacheObj& c = vk_cache(cache, op);
-  const KvCacheDesc& d = c.desc;
   const VkBufferObj& vs = vk_buffer(v, op, "v");
-  check_layer(op, d, layer);
-  check_cache_rows(op, d, rows, n);
+  VkKvCacheObj& c = checked_kv_store(cache, layer, ks, vs, n, rows);
+  const KvCacheDesc& d = c.desc;
   if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
     fail("rope_and_store", "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim,
          ", the cache has n_kv_heads=", d.n_kv_heads, " head_dim=", d.head_dim);
-  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
-  check_count(op, "k", ks, n, width);
-  check_count(op, "v", vs, n, width);
   if (n == 0) return;
   const std::vector<float> cs = rope_cos_sin(rows, n, shape.head_dim, theta);
   st_->stream.reserve(cs.size() * 4 + size_t(n) * 8, 1, op);
@@ -164,22 +173,17 @@ void VulkanBackend::rope_and_store(Buffer& q, Buffer& k, const Buffer& v, KvCach
   st_->stream.dispatch(pipeline("rope_store", {d.type == KvType::f16 ? 0u : 1u}, 7),
                        {qs.ref(), ks.ref(), vs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, csb}, &pc,
                        sizeof(pc), uint32_t(shape.n_heads + 2 * d.n_kv_heads), uint32_t(n));
-  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
+  c.mark_stored(layer, rows, n);
 }
 
 void VulkanBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const Buffer& v, int n,
                              const RowInfo* rows) {
   const char* op = "kv_store";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  VkKvCacheObj& c = vk_cache(cache, op);
-  const KvCacheDesc& d = c.desc;
   const VkBufferObj& ks = vk_buffer(k, op, "k");
   const VkBufferObj& vs = vk_buffer(v, op, "v");
-  check_layer(op, d, layer);
-  check_cache_rows(op, d, rows, n);
-  const int64_t width = int64_t(d.n_kv_heads) * d.head_dim;
-  check_count(op, "k", ks, n, width);
-  check_count(op, "v", vs, n, width);
+  VkKvCacheObj& c = checked_kv_store(cache, layer, ks, vs, n, rows);
+  const KvCacheDesc& d = c.desc;
   if (n == 0) return;
   st_->stream.reserve(size_t(n) * 8, 1, op);
   const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
@@ -189,8 +193,8 @@ void VulkanBackend::kv_store(KvCache& cache, int layer, const Buffer& k, const B
        uint32_t(d.n_ctx)};
   dispatch_1d(pipeline("kv_store", {d.type == KvType::f16 ? 0u : 1u}, 5),
               {ks.ref(), vs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb}, &pc, sizeof(pc),
-              size_t(n) * size_t(width / 2));
-  for (int r = 0; r < n; ++r) c.end(layer, rows[r].slot) = std::max(c.end(layer, rows[r].slot), rows[r].pos + 1);
+              size_t(n) * size_t(d.n_kv_heads * d.head_dim / 2));
+  c.mark_stored(layer, rows, n);
 }
 
 void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, int n, const RowInfo* rows,

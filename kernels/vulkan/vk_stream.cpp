@@ -130,13 +130,14 @@ void Stream::record_op(const Op& op) {
   // without a conflict; in a decode step, all dispatches, that never happens.
   const VkPipelineStageFlags stage =
       op.kind == Kind::dispatch ? VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT : VK_PIPELINE_STAGE_TRANSFER_BIT;
+  const bool unordered = !(ordered_stages_ & stage);
   if (first_op_) {  // the submission itself orders the first op after earlier work and host writes
     since_barrier_.clear();
     needs_barrier(op);
     ordered_stages_ = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     pending_stages_ = 0;
-  } else if (needs_barrier(op) || !(ordered_stages_ & stage)) {
-    if (!(ordered_stages_ & stage)) since_barrier_ = op_access_;  // no conflict: needs_barrier kept the list
+  } else if (needs_barrier(op) || unordered) {
+    if (unordered) since_barrier_ = op_access_;  // needs_barrier may have found no conflict and kept the list
     ++barriers;
     VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
     mb.srcAccessMask = stage_access(pending_stages_, true);
