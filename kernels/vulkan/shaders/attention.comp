@@ -51,6 +51,21 @@ float dot8(uint k0, uint d0) {
          dot(b, vec4(q_s[d0 + 4u], q_s[d0 + 5u], q_s[d0 + 6u], q_s[d0 + 7u]));
 }
 
+// acc += p_s[j + k] * value row j + k for k < K_: the K_ rows' loads first, then the sums.
+#define VALUE_ROWS(K_)                                                   \
+  {                                                                      \
+    const uint vo = base + (p0 + j) * hd;                                \
+    float v0[K_], v1[K_];                                                \
+    [[unroll]] for (uint k = 0; k < K_; ++k) {                           \
+      v0[k] = t < hd ? KV_LOAD(VC, vo + k * hd + t) : 0.0;               \
+      v1[k] = t + WG < hd ? KV_LOAD(VC, vo + k * hd + t + WG) : 0.0;     \
+    }                                                                    \
+    [[unroll]] for (uint k = 0; k < K_; ++k) {                           \
+      acc0 += p_s[j + k] * v0[k];                                        \
+      acc1 += p_s[j + k] * v1[k];                                        \
+    }                                                                    \
+  }
+
 // acc += w * the value at element `vo`.
 #define VALUE_FMA(w_, vo)                                        \
   {                                                              \
@@ -135,30 +150,8 @@ void main() {
     p_s[t] = e;
     l += wg_sum(e);  // its barriers also publish p_s
     uint j = 0;
-    for (; j + 16u <= nb; j += 16u) {
-      const uint vo = base + (p0 + j) * hd;
-      float v0[16], v1[16];
-      [[unroll]] for (uint k = 0; k < 16u; ++k) {
-        v0[k] = t < hd ? KV_LOAD(VC, vo + k * hd + t) : 0.0;
-        v1[k] = t + WG < hd ? KV_LOAD(VC, vo + k * hd + t + WG) : 0.0;
-      }
-      [[unroll]] for (uint k = 0; k < 16u; ++k) {
-        acc0 += p_s[j + k] * v0[k];
-        acc1 += p_s[j + k] * v1[k];
-      }
-    }
-    for (; j + 4u <= nb; j += 4u) {
-      const uint vo = base + (p0 + j) * hd;
-      float v0[4], v1[4];
-      [[unroll]] for (uint k = 0; k < 4u; ++k) {
-        v0[k] = t < hd ? KV_LOAD(VC, vo + k * hd + t) : 0.0;
-        v1[k] = t + WG < hd ? KV_LOAD(VC, vo + k * hd + t + WG) : 0.0;
-      }
-      [[unroll]] for (uint k = 0; k < 4u; ++k) {
-        acc0 += p_s[j + k] * v0[k];
-        acc1 += p_s[j + k] * v1[k];
-      }
-    }
+    for (; j + 16u <= nb; j += 16u) VALUE_ROWS(16u)
+    for (; j + 4u <= nb; j += 4u) VALUE_ROWS(4u)
     for (; j < nb; ++j) VALUE_FMA(p_s[j], base + (p0 + j) * hd)
     barrier();  // p_s is rewritten by the next block
   }
