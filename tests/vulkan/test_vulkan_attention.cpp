@@ -14,6 +14,15 @@ struct AttnShape {
   int n_heads, n_kv_heads, head_dim;
 };
 
+KvCacheDesc cache_desc(int n_layers, int n_slots, int n_ctx, const AttnShape& s, KvType type) {
+  return KvCacheDesc{.n_layers = n_layers,
+                     .n_slots = n_slots,
+                     .n_ctx = n_ctx,
+                     .n_kv_heads = s.n_kv_heads,
+                     .head_dim = s.head_dim,
+                     .type = type};
+}
+
 // Stores `count` positions from `first` of `slot` into both caches (rows of random k, v).
 void store(Backend& cpu, Backend& vk, KvCache& cc, KvCache& cg, int layer, int slot, int first, int count,
            int kv_width, std::mt19937_64& rng) {
@@ -35,13 +44,7 @@ TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f
   const AttnShape shapes[] = {{4, 4, 8}, {8, 2, 64}, {6, 3, 128}, {2, 1, 256}, {3, 1, 2}};
   for (KvType type : {KvType::f16, KvType::f32}) {
     for (const AttnShape& s : shapes) {
-      KvCacheDesc d;
-      d.n_layers = 2;
-      d.n_slots = 3;
-      d.n_ctx = 300;
-      d.n_kv_heads = s.n_kv_heads;
-      d.head_dim = s.head_dim;
-      d.type = type;
+      const KvCacheDesc d = cache_desc(2, 3, 300, s, type);
       auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
       const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
       store(*cpu, *vk, *cc, *cg, 1, 0, 0, 270, kv_width, rng);  // prefill of slot 0
@@ -93,13 +96,7 @@ TEST_CASE("vulkan: attention split across workgroups matches the CPU (1e-5)") {
     auto vk = make_vk();
     for (KvType type : {KvType::f16, KvType::f32}) {
       for (const AttnShape& s : shapes) {
-        KvCacheDesc d;
-        d.n_layers = 1;
-        d.n_slots = 2;
-        d.n_ctx = 300;
-        d.n_kv_heads = s.n_kv_heads;
-        d.head_dim = s.head_dim;
-        d.type = type;
+        const KvCacheDesc d = cache_desc(1, 2, 300, s, type);
         auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
         const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
         store(*cpu, *vk, *cc, *cg, 0, 0, 0, 290, kv_width, rng);
@@ -137,13 +134,7 @@ TEST_CASE("vulkan: rope_and_store equals rope, rope and kv_store, also with alia
   const AttnShape shapes[] = {{6, 2, 16}, {4, 4, 256}, {2, 1, 2}};
   for (KvType type : {KvType::f16, KvType::f32}) {
     for (const AttnShape& s : shapes) {
-      KvCacheDesc d;
-      d.n_layers = 2;
-      d.n_slots = 2;
-      d.n_ctx = 16;
-      d.n_kv_heads = s.n_kv_heads;
-      d.head_dim = s.head_dim;
-      d.type = type;
+      const KvCacheDesc d = cache_desc(2, 2, 16, s, type);
       const AttentionShape shape{s.n_heads, s.n_kv_heads, s.head_dim};
       const int qw = s.n_heads * s.head_dim, kw = s.n_kv_heads * s.head_dim;
       const std::vector<float> q0 = random_floats(rng, size_t(n * qw)), k0 = random_floats(rng, size_t(n * kw)),
@@ -167,12 +158,7 @@ TEST_CASE("vulkan: rope_and_store equals rope, rope and kv_store, also with alia
     }
   }
   // q and k aliased (one head each way): rotated twice, as by two rope calls.
-  KvCacheDesc d;
-  d.n_layers = 1;
-  d.n_slots = 2;
-  d.n_ctx = 16;
-  d.n_kv_heads = 2;
-  d.head_dim = 16;
+  const KvCacheDesc d = cache_desc(1, 2, 16, AttnShape{2, 2, 16}, KvType::f16);
   const AttentionShape one{2, 2, 16};
   const std::vector<float> x0 = random_floats(rng, size_t(n * 32)), v0 = random_floats(rng, size_t(n * 32));
   std::vector<float> got[2];
