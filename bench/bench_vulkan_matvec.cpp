@@ -274,6 +274,7 @@ int main(int argc, char** argv) {
                               {"matvec_rows_per_workgroup", env("SBITS_VULKAN_MATVEC_ROWS")},
                               {"barriers", st.barriers},
                               {"subgroup_reductions", st.subgroup_reductions},
+                              {"integer_dot", st.integer_dot},
                               {"replays", st.replays},
                               {"copy_gbs", copy_gbs},
                               {"copy_baseline", "compute shader, uvec4"},

@@ -122,6 +122,11 @@ VkBufferObj::VkBufferObj(std::shared_ptr<State> s, size_t n) : Resource(std::mov
   st->stream.zero(mem.buffer, 0, (std::max<size_t>(bytes, 16) + 15) & ~size_t(15));
 }
 
+VkBufferObj::~VkBufferObj() {
+  release_guard();
+  if (st) st->stream.forget(mem.buffer);
+}
+
 VkKvCacheObj::VkKvCacheObj(std::shared_ptr<State> s, const KvCacheDesc& d) : Resource(std::move(s)) {
   const char* op = "create_kv_cache";
   if (d.n_layers <= 0 || d.n_slots <= 0 || d.n_ctx <= 0 || d.n_kv_heads <= 0 || d.head_dim <= 0)
@@ -163,6 +168,9 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   // with (the columns are split across workgroups until it does).
   split_matvec_ = env_int("SBITS_VULKAN_MATVEC_SPLIT", c.info.type == "cpu" ? 0 : 1, 0, 1) != 0;
   matvec_groups_ = env_int("SBITS_VULKAN_MATVEC_GROUPS", 2048, 1, 1 << 20);
+  // Integer dot products in the split matvec where the device has them
+  // (SBITS_VULKAN_INTEGER_DOT=0 turns them off: Context).
+  integer_dot_ = c.integer_dot;
   // Attention's splits of the positions (1..64; unset: vk_ops.cpp's rule for decode).
   attn_splits_ = env_int("SBITS_VULKAN_ATTN_SPLITS", 0, 0, 64);
   // matvec_tiled.comp's tuning switch (its specialization constant AHEAD).
@@ -179,6 +187,7 @@ VulkanStats VulkanBackend::stats() const {
   s.validation_errors = st_->ctx.validation_errors;
   s.validation = st_->ctx.validation;
   s.subgroup_reductions = st_->ctx.subgroup_arith;
+  s.integer_dot = integer_dot_;
   s.device_bytes = st_->ctx.live_bytes;
   return s;
 }

@@ -43,9 +43,15 @@ class Resource {
 class VkBufferObj final : public Buffer, public Resource {
  public:
   VkBufferObj(std::shared_ptr<State> s, size_t n);
-  ~VkBufferObj() override { release_guard(); }
+  ~VkBufferObj() override;
   BufRef ref() const { return BufRef{mem.buffer, 0, VK_WHOLE_SIZE}; }
   DeviceBuffer mem;
+  // Row 0 in the integer form matvec_dot.comp reads (xq.comp), made on demand by the matvec:
+  // current while the stream's write count of mem is digits_at. A cache of mem's contents, so
+  // it may change behind a const reference.
+  mutable DeviceBuffer digits;
+  mutable uint64_t digits_at = ~uint64_t(0);
+  mutable uint32_t digits_tiles = 0;  // tile columns digits holds
 };
 
 class VkWeightObj final : public Weight, public Resource {
@@ -117,6 +123,8 @@ class VulkanBackend final : public Backend {
   void matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate);
+  // x's integer form for tiles_c tile columns (matvec_dot.comp), converted if x changed since.
+  BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c);
   void plan_split_matvec(VkWeightObj& w);
   uint32_t matvec_rows() const;  // rows per workgroup of the tiled matvec
   // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).
@@ -130,6 +138,7 @@ class VulkanBackend final : public Backend {
   std::string description_;
   int matvec_rows_ = 0;  // rows per workgroup of the tiled matvec; 0 = chosen from the device
   bool split_matvec_ = false;  // n = 1 through matvec_tiled.comp where the weight allows
+  bool integer_dot_ = false;   // the split matvec as matvec_dot.comp (x in integer form)
   int matvec_groups_ = 0;      // the split matvec's target of groups of 32 invocations
   std::vector<uint32_t> matvec_switches_;  // the split matvec's specialization constants
   int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call

@@ -67,6 +67,19 @@ bool device_extension_available(VkPhysicalDevice phys, const char* name) {
                      [&](const VkExtensionProperties& x) { return std::strcmp(x.extensionName, name) == 0; });
 }
 
+// shaderIntegerDotProduct through VK_KHR_shader_integer_dot_product: the instance asks for
+// Vulkan 1.2, so the feature comes from the extension even where the device has 1.3 (which
+// keeps advertising it).
+bool integer_dot_supported(VkPhysicalDevice phys) {
+  if (!device_extension_available(phys, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME)) return false;
+  VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR dot{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR};
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &dot;
+  vkGetPhysicalDeviceFeatures2(phys, &f2);
+  return dot.shaderIntegerDotProduct == VK_TRUE;
+}
+
 bool layer_available(const char* name) {
   uint32_t n = 0;
   if (vkEnumerateInstanceLayerProperties(&n, nullptr) != VK_SUCCESS) return false;
@@ -240,6 +253,16 @@ Context::Context(int device_index) {
     VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
     di.queueCreateInfoCount = 1;
     di.pQueueCreateInfos = &qi;
+    std::vector<const char*> extensions;
+    const void* features = nullptr;  // the pNext chain of feature structures to enable
+    VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR dot_feature{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR};
+    if (integer_dot_supported(phys) && env_flag("SBITS_VULKAN_INTEGER_DOT", true)) {
+      integer_dot = true;
+      dot_feature.shaderIntegerDotProduct = VK_TRUE;
+      features = &dot_feature;
+      extensions.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    }
     const char* stats_ext = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR stats_feature{
         VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
@@ -248,13 +271,16 @@ Context::Context(int device_index) {
       if (device_extension_available(phys, stats_ext)) {
         pipeline_stats = std::string_view(want_stats) == "2" ? 2 : 1;
         stats_feature.pipelineExecutableInfo = VK_TRUE;
-        di.pNext = &stats_feature;
-        di.enabledExtensionCount = 1;
-        di.ppEnabledExtensionNames = &stats_ext;
+        stats_feature.pNext = const_cast<void*>(features);
+        features = &stats_feature;
+        extensions.push_back(stats_ext);
       } else {
         std::fprintf(stderr, "sbits vulkan: SBITS_VULKAN_PIPELINE_STATS: %s lacks %s\n", info.name.c_str(), stats_ext);
       }
     }
+    di.pNext = features;
+    di.enabledExtensionCount = uint32_t(extensions.size());
+    di.ppEnabledExtensionNames = extensions.data();
     VK_CHECK(vkCreateDevice(phys, &di, nullptr, &device));
     vkGetDeviceQueue(device, queue_family, 0, &queue);
     pool = std::make_unique<MemoryPool>(*this);

@@ -69,6 +69,9 @@ class Context {
   VulkanDeviceInfo info;
   uint32_t subgroup_size = 0;
   bool subgroup_arith = false;  // subgroupAdd/Max in compute shaders
+  // shaderIntegerDotProduct enabled (VK_KHR_shader_integer_dot_product):
+  // matvec_dot.comp. SBITS_VULKAN_INTEGER_DOT=0 leaves it off.
+  bool integer_dot = false;
   bool validation = false;
   // SBITS_VULKAN_PIPELINE_STATS (tuning): 1 prints the driver's statistics of every pipeline
   // created (registers, instructions, spills: whatever the driver reports), 2 also writes its

@@ -159,12 +159,37 @@ void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 }
 
 void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate) {
-  st_->stream.reserve(0, 1, "matmul");
   const uint32_t pc[5] = {uint32_t(w.rows), w.tiles_c, accumulate ? 1u : 0u, w.tiles_per_chunk, w.splits};
   const BufRef counters{w.counters.buffer}, partial = w.splits > 1 ? BufRef{w.partial.buffer} : counters;
-  st_->stream.dispatch(pipeline("matvec_tiled", matvec_switches_, 6),
-                       {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, x.ref(), y.ref(), partial, counters}, pc,
-                       sizeof(pc), w.tiles_r, w.splits);
+  const BufRef wm{w.mem.buffer}, table{w.table.buffer};
+  if (integer_dot_) {
+    const BufRef xq = x_digits(x, w.tiles_c);
+    st_->stream.reserve(0, 1, "matmul");
+    st_->stream.dispatch(pipeline("matvec_dot", matvec_switches_, 7), {wm, table, x.ref(), y.ref(), partial, counters, xq},
+                         pc, sizeof(pc), w.tiles_r, w.splits);
+    return;
+  }
+  st_->stream.reserve(0, 1, "matmul");
+  st_->stream.dispatch(pipeline("matvec_tiled", matvec_switches_, 6), {wm, table, x.ref(), y.ref(), partial, counters},
+                       pc, sizeof(pc), w.tiles_r, w.splits);
+}
+
+// Per tile column: 4 plane widths x 4 units x 16 words of digits (xq.comp), and 8 floats of
+// {d / 256, sum x} per tile column after all of them.
+BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c) {
+  const uint64_t written = st_->stream.write_count(x.mem.buffer);
+  if (x.digits_at == written && x.digits_tiles == tiles_c) return BufRef{x.digits.buffer};
+  const size_t bytes = size_t(tiles_c) * (256 + 8) * 4;
+  if (!x.digits.buffer || x.digits.bytes < bytes) {
+    st_->stream.flush();  // an older digits buffer may be in use by what was recorded
+    x.digits = DeviceBuffer(st_->ctx, bytes, false, "matmul scratch");
+  }
+  st_->stream.reserve(0, 1, "matmul");
+  const uint32_t pc[1] = {tiles_c};
+  st_->stream.dispatch(pipeline("xq", {}, 2), {x.ref(), BufRef{x.digits.buffer}}, pc, sizeof(pc), tiles_c);
+  x.digits_at = written;
+  x.digits_tiles = tiles_c;
+  return BufRef{x.digits.buffer};
 }
 
 // Rows per workgroup of the tiled matvec: a whole 64-row strip on CPU drivers (llvmpipe pays

@@ -11,6 +11,8 @@
 #include "kv_store_sg1_spv.h"
 #include "matmul_dense_sg0_spv.h"
 #include "matmul_dense_sg1_spv.h"
+#include "matvec_dot_sg0_spv.h"
+#include "matvec_dot_sg1_spv.h"
 #include "matvec_tiled_sg0_spv.h"
 #include "matvec_tiled_sg1_spv.h"
 #include "matvec_dense_sg0_spv.h"
@@ -27,6 +29,8 @@
 #include "tiled_sg1_spv.h"
 #include "topk_sg0_spv.h"
 #include "topk_sg1_spv.h"
+#include "xq_sg0_spv.h"
+#include "xq_sg1_spv.h"
 
 namespace sbits::kernels::vk {
 
@@ -40,6 +44,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(elementwise)
   SBITS_VK_SHADER(kv_store)
   SBITS_VK_SHADER(matmul_dense)
+  SBITS_VK_SHADER(matvec_dot)
   SBITS_VK_SHADER(matvec_tiled)
   SBITS_VK_SHADER(matvec_dense)
   SBITS_VK_SHADER(rmsnorm)
@@ -48,6 +53,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(rows)
   SBITS_VK_SHADER(tiled)
   SBITS_VK_SHADER(topk)
+  SBITS_VK_SHADER(xq)
 #undef SBITS_VK_SHADER
   fail("pipeline", "no shader family '", family, "' is embedded in this build");
 }
@@ -60,8 +66,8 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "kv_store") return (1u << 2) | (1u << 3);
   if (family == "attention") return (1u << 4) | (1u << 5) | (1u << 6);
   if (family == "tiled") return 1u << 3;
-  if (family == "matvec_tiled") return (1u << 3) | (1u << 4) | (1u << 5);
-  if (family == "topk" || family == "copy") return 1u << 1;
+  if (family == "matvec_tiled" || family == "matvec_dot") return (1u << 3) | (1u << 4) | (1u << 5);
+  if (family == "topk" || family == "copy" || family == "xq") return 1u << 1;
   if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense") return 1u << 2;
   fail("pipeline", "no write set is known for shader family '", family, "'");
 }

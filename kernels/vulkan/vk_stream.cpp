@@ -182,7 +182,18 @@ void Stream::record_op(const Op& op) {
   vkCmdDispatch(cmd, op.grid[0], op.grid[1], op.grid[2]);
 }
 
+uint64_t Stream::write_count(VkBuffer buffer) const {
+  const auto it = write_counts_.find(buffer);
+  return it == write_counts_.end() ? 0 : it->second;
+}
+
 void Stream::add(const Op& op) {
+  if (op.kind == Kind::dispatch) {
+    for (uint32_t i = 0; i < op.n_bindings; ++i)
+      if ((op.pipeline->writes >> i) & 1u) ++write_counts_[op.bindings[i].buffer];
+  } else {
+    ++write_counts_[op.dst];
+  }
   const size_t k = ops_.size();
   ops_.push_back(op);
   ++ops;

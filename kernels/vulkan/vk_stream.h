@@ -24,6 +24,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/vulkan/vk_device.h"
@@ -57,6 +58,11 @@ class Stream {
   void zero(VkBuffer dst, VkDeviceSize off, VkDeviceSize bytes);
   // Submits what was recorded (or replays) and waits; nothing happens when there are no ops.
   void flush();
+  // How many ops so far wrote (part of) `buffer`: a value derived from a buffer's contents is
+  // current while this count is what it was when the value was made (the Vulkan backend's
+  // integer form of x). forget() drops a destroyed buffer's count.
+  uint64_t write_count(VkBuffer buffer) const;
+  void forget(VkBuffer buffer) { write_counts_.erase(buffer); }
 
   uint64_t ops = 0, submits = 0, replays = 0, barriers = 0;  // barriers: recorded, replays not counted
 
@@ -113,6 +119,7 @@ class Stream {
   std::vector<Op> ops_;       // this submission's ops
   std::vector<Op> last_ops_;  // the ops of slots_[1 - rec_], when it may be replayed
   uint64_t last_destroyed_ = 0;
+  std::unordered_map<VkBuffer, uint64_t> write_counts_;
   bool replay_enabled_ = true;
   DeviceBuffer ring_;
   size_t ring_used_ = 0;

@@ -63,6 +63,7 @@ struct VulkanStats {
   uint64_t validation_errors = 0;  // messages of severity error from the validation layer
   bool validation = false;         // the validation layer is enabled
   bool subgroup_reductions = false;  // the shaders reduce with subgroup arithmetic
+  bool integer_dot = false;          // the split matvec multiplies by integer dot products
   uint64_t device_bytes = 0;       // device memory held now
 };
 

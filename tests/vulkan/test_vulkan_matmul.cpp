@@ -5,9 +5,11 @@
 // drivers' 64 rows per workgroup and the GPUs' 8 (and others); tiled embed
 // against the dense rows exactly.
 //
-// Tolerance: 1e-5 of sum |w x| (+ |y0|) per output: every path multiplies exact
-// f32 weights (dequantized with one FMA, as the reference) by f32 x and sums in
-// f32, only in another order.
+// Tolerance: 1e-5 of sum |w x| (+ |y0|) per output: every f32 path multiplies
+// exact f32 weights (dequantized with one FMA, as the reference) by f32 x and
+// sums in f32, only in another order. The split matvec with integer dot products
+// (matvec_dot.comp) reads x as int8 digits within max|x| / 32512 per 32 columns
+// (xq.comp) and sums exactly: 1e-4 there (normal x: max|x| is ~3 times the mean |x|).
 #include <doctest/doctest.h>
 
 #include "tests/kernels/tiled/tiled_test_util.h"
@@ -18,7 +20,7 @@ namespace {
 
 const uint8_t kAllBits[] = {2, 3, 4, 5, 6, 8, 16};
 const int kBatches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40};
-constexpr double kTol = 1e-5;
+constexpr double kTol = 1e-5, kDotTol = 1e-4;
 
 std::vector<uint8_t> table_of(int64_t tiles, int which, uint32_t seed) {
   std::vector<uint8_t> t(static_cast<size_t>(tiles));
@@ -141,35 +143,81 @@ TEST_CASE("vulkan tiled matmul: every workgroup shape gives the same results, de
   }
 }
 
-// matvec_tiled.comp (n = 1 on 64 x 128 tiles, group 128, whole tiles across): every bitwidth
-// and mixed tiles, short last strips, with the columns in one workgroup per strip and split
-// across many (the last workgroup of a strip adds the partial sums), accumulating or not,
-// repeated dispatches (the per-strip counters reset) and bit-identical results run to run.
+// The split matvec (n = 1 on 64 x 128 tiles, group 128, whole tiles across), with f32
+// arithmetic (matvec_tiled.comp) and integer dot products (matvec_dot.comp, where the device has
+// them): every bitwidth and mixed tiles, short last strips, with the columns in one workgroup
+// per strip and split across many (the last workgroup of a strip adds the partial sums),
+// accumulating or not, repeated dispatches (the per-strip counters reset) and bit-identical
+// results run to run.
 TEST_CASE("vulkan split tiled matvec: every bitwidth, split-K, short strips, deterministic") {
   ScopedEnv split("SBITS_VULKAN_MATVEC_SPLIT", "1");
   const std::pair<int64_t, int64_t> shapes[] = {{64, 128}, {200, 1024}, {130, 8448}, {1, 256}};
-  for (const char *groups : {"1", "64", "100000"}) {  // one split per strip .. a chunk per tile
-    ScopedEnv env("SBITS_VULKAN_MATVEC_GROUPS", groups);
-    auto vk = make_vk();
-    for (auto [rows, cols] : shapes) {
-      const int64_t tiles = ((rows + 63) / 64) * (cols / 128);
-      for (int which = -1; which < 7; ++which) {
-        const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(tiles, which, 5), 23);
-        auto w = upload(*vk, t);
-        auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * cols + i)]); };
-        INFO("groups ", groups, " shape ", rows, "x", cols, " bits ", which < 0 ? -1 : int(kAllBits[which]));
-        for (bool acc : {false, true}) CHECK(matmul_error(*vk, *w, rows, cols, dense, 1, acc, 7) <= kTol);
-        if (which >= 0) continue;
-        std::mt19937_64 rng(3);
-        const std::vector<float> x = random_floats(rng, size_t(cols));
-        auto xb = make_buffer(*vk, x), y1 = vk->alloc(size_t(rows)), y2 = vk->alloc(size_t(rows));
-        vk->matmul(*w, *xb, 1, *y1, false);
-        vk->matmul(*w, *xb, 1, *y2, false);
-        CHECK(read_all(*vk, *y1) == read_all(*vk, *y2));
-      }
+  for (const char *dot : {"0", "1"}) {
+    ScopedEnv dot_env("SBITS_VULKAN_INTEGER_DOT", dot);
+    if (dot[0] == '1' && !vulkan_stats(*make_vk()).integer_dot) {
+      MESSAGE("the device has no integer dot products: matvec_dot.comp not tested");
+      continue;
     }
-    check_clean(*vk);
+    const double tol = dot[0] == '1' ? kDotTol : kTol;
+    for (const char *groups : {"1", "64", "100000"}) {  // one split per strip .. a chunk per tile
+      ScopedEnv env("SBITS_VULKAN_MATVEC_GROUPS", groups);
+      auto vk = make_vk();
+      for (auto [rows, cols] : shapes) {
+        const int64_t tiles = ((rows + 63) / 64) * (cols / 128);
+        for (int which = -1; which < 7; ++which) {
+          const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(tiles, which, 5), 23);
+          auto w = upload(*vk, t);
+          auto dense = [&](int64_t o, int64_t i) { return double(t.dense[size_t(o * cols + i)]); };
+          INFO("integer dot ", dot, " groups ", groups, " shape ", rows, "x", cols, " bits ",
+               which < 0 ? -1 : int(kAllBits[which]));
+          for (bool acc : {false, true}) CHECK(matmul_error(*vk, *w, rows, cols, dense, 1, acc, 7) <= tol);
+          if (which >= 0) continue;
+          std::mt19937_64 rng(3);
+          const std::vector<float> x = random_floats(rng, size_t(cols));
+          auto xb = make_buffer(*vk, x), y1 = vk->alloc(size_t(rows)), y2 = vk->alloc(size_t(rows));
+          vk->matmul(*w, *xb, 1, *y1, false);
+          vk->matmul(*w, *xb, 1, *y2, false);
+          CHECK(read_all(*vk, *y1) == read_all(*vk, *y2));
+        }
+      }
+      check_clean(*vk);
+    }
   }
+}
+
+// matvec_dot.comp reads x's integer form, made once per x and reused while x is unchanged: a
+// matvec after x was rewritten (by a write, or as the output of another op) must see the new x.
+TEST_CASE("vulkan split tiled matvec: x's integer form follows every change of x") {
+  ScopedEnv split("SBITS_VULKAN_MATVEC_SPLIT", "1");
+  auto vk = make_vk();
+  const int64_t rows = 130, cols = 1024;
+  const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(3 * 8, -1, 6), 29);
+  auto w = upload(*vk, t);
+  std::mt19937_64 rng(4);
+  const std::vector<float> x1 = random_floats(rng, size_t(cols)), x2 = random_floats(rng, size_t(cols));
+  auto expect = [&](const std::vector<float> &x) {
+    auto xb = make_buffer(*vk, x), y = vk->alloc(size_t(rows));
+    vk->matmul(*w, *xb, 1, *y, false);
+    return read_all(*vk, *y);
+  };
+  const std::vector<float> y1 = expect(x1), y2 = expect(x2), ones(size_t(cols), 1.0f);
+  auto xb = make_buffer(*vk, x1), y = vk->alloc(size_t(rows)), ob = make_buffer(*vk, ones);
+  vk->matmul(*w, *xb, 1, *y, false);
+  CHECK(read_all(*vk, *y) == y1);
+  vk->write(*xb, x2.data(), x2.size());  // rewritten by the host
+  vk->matmul(*w, *xb, 1, *y, false);
+  CHECK(read_all(*vk, *y) == y2);
+  vk->write(*xb, x1.data(), x1.size());
+  vk->add(*xb, *ob, size_t(cols));  // x1 + 1, written by an op between two matvecs in one submission
+  vk->matmul(*w, *xb, 1, *y, false);
+  vk->write(*xb, x1.data(), x1.size());
+  std::vector<float> x1p(x1);
+  for (float &v : x1p) v += 1.0f;
+  auto y3 = vk->alloc(size_t(rows));
+  vk->matmul(*w, *xb, 1, *y3, false);
+  CHECK(read_all(*vk, *y) == expect(x1p));
+  CHECK(read_all(*vk, *y3) == y1);
+  check_clean(*vk);
 }
 
 TEST_CASE("vulkan tiled embed: rows equal the dense matrix exactly") {
