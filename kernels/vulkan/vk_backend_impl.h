@@ -125,6 +125,15 @@ class VulkanBackend final : public Backend {
   void matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate);
   // x's integer form for tiles_c tile columns (matvec_dot.comp), converted if x changed since.
   BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c);
+  // Whether the op making row 0 of `out` (width values) should write its digits too, and that
+  // dispatch (xq.comp OP 1 rmsnorm, 2 swiglu; inputs: its bindings A and B).
+  bool fuse_digits(const VkBufferObj& out, size_t width) const;
+  void dispatch_with_digits(uint32_t op, uint32_t wtype, std::initializer_list<BufRef> inputs, const VkBufferObj& out,
+                            float eps);
+  struct XqPush {
+    uint32_t tiles_c;
+    float eps;
+  };
   void plan_split_matvec(VkWeightObj& w);
   uint32_t matvec_rows() const;  // rows per workgroup of the tiled matvec
   // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).

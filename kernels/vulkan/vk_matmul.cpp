@@ -185,11 +185,27 @@ BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c) {
     x.digits = DeviceBuffer(st_->ctx, bytes, false, "matmul scratch");
   }
   st_->stream.reserve(0, 1, "matmul");
-  const uint32_t pc[1] = {tiles_c};
-  st_->stream.dispatch(pipeline("xq", {}, 2), {x.ref(), BufRef{x.digits.buffer}}, pc, sizeof(pc), tiles_c);
+  const XqPush pc{tiles_c, 0.0f};
+  st_->stream.dispatch(pipeline("xq", {0, 0}, 4), {x.ref(), x.ref(), x.ref(), BufRef{x.digits.buffer}}, &pc, sizeof(pc),
+                       tiles_c);
   x.digits_at = written;
   x.digits_tiles = tiles_c;
   return BufRef{x.digits.buffer};
+}
+
+// An op whose output x a split matvec has read before (so x owns digits of this width) writes
+// x's digits in the same dispatch (xq.comp OP 1, 2), saving the dependent conversion after it.
+bool VulkanBackend::fuse_digits(const VkBufferObj& out, size_t width) const {
+  return integer_dot_ && width % 128 == 0 && out.digits.buffer && out.digits_tiles == width / 128;
+}
+
+void VulkanBackend::dispatch_with_digits(uint32_t op, uint32_t wtype, std::initializer_list<BufRef> inputs,
+                                         const VkBufferObj& out, float eps) {
+  const XqPush pc{out.digits_tiles, eps};
+  const BufRef a = inputs.begin()[0], b = inputs.begin()[1];
+  st_->stream.dispatch(pipeline("xq", {op, wtype}, 4), {a, b, out.ref(), BufRef{out.digits.buffer}}, &pc, sizeof(pc),
+                       out.digits_tiles);
+  out.digits_at = st_->stream.write_count(out.mem.buffer);
 }
 
 // Rows per workgroup of the tiled matvec: a whole 64-row strip on CPU drivers (llvmpipe pays
