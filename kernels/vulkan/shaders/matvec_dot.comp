@@ -5,7 +5,8 @@
 //
 // Why: the f32 path spends three instructions per weight (a shift and an and-or to decode the
 // code, an FMA), and at 2-3 bits the issue rate, not the memory, bounds it. A 4x8-bit dot
-// product multiplies four codes by four digits of x in one instruction (IDP4A on NVIDIA).
+// product multiplies four codes by four digits of x in one instruction where the GPU has one
+// (NVIDIA's is CUDA's dp4a).
 //
 // x: xq.comp writes x per 32 columns as x ~ d (hi + lo / 256), int8 digits, d = max |x| / 127
 // over the 32 columns, each within d / 256 of x: per 128-column tile column, 4 plane widths
