@@ -125,8 +125,9 @@ class VulkanBackend final : public Backend {
   void matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate);
   // x's integer form for tiles_c tile columns (matvec_dot.comp), converted if x changed since.
   BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c);
-  // Whether the op making row 0 of `out` (width values) should write its digits too, and that
-  // dispatch (xq.comp OP 1 rmsnorm, 2 swiglu; inputs: its bindings A and B).
+  // Whether the op making row 0 of `out` (width values) should write its digits too (rmsnorm,
+  // swiglu, attention), and the dispatch for the first two (xq.comp OP 1 rmsnorm, 2 swiglu;
+  // inputs: its bindings A and B).
   bool fuse_digits(const VkBufferObj& out, size_t width) const;
   void dispatch_with_digits(uint32_t op, uint32_t wtype, std::initializer_list<BufRef> inputs, const VkBufferObj& out,
                             float eps);

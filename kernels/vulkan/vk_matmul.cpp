@@ -194,7 +194,8 @@ BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c) {
 }
 
 // An op whose output x a split matvec has read before (so x owns digits of this width) writes
-// x's digits in the same dispatch (xq.comp OP 1, 2), saving the dependent conversion after it.
+// x's digits in the same dispatch (xq.comp OP 1, 2; attention.comp), saving the dependent
+// conversion after it.
 bool VulkanBackend::fuse_digits(const VkBufferObj& out, size_t width) const {
   return integer_dot_ && width % 128 == 0 && out.digits.buffer && out.digits_tiles == width / 128;
 }

@@ -244,15 +244,20 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
                           : BufRef{cnt.buffer};
   st_->stream.reserve(size_t(n) * 8, 1, op);
   const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
+  // One row with heads of 128 (a tile column each): the heads' outputs come with wo's digits
+  // where out owns them (attention.comp).
+  const bool digits = n == 1 && d.head_dim == 128 && fuse_digits(os, size_t(shape.n_heads) * 128);
   struct {
     uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
     float scale;
-    uint32_t splits;
+    uint32_t splits, digits_tiles;
   } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
-       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim))), splits};
-  st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 7),
-                       {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer}},
+       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim))), splits, digits ? os.digits_tiles : 0u};
+  st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 8),
+                       {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer},
+                        digits ? BufRef{os.digits.buffer} : os.ref()},
                        &pc, sizeof(pc), uint32_t(shape.n_heads), uint32_t(n), splits);
+  if (digits) os.digits_at = st_->stream.write_count(os.mem.buffer);
 }
 
 void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {

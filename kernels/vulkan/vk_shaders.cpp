@@ -64,7 +64,7 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "rope") return 1u << 0;
   if (family == "rope_store") return (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4);
   if (family == "kv_store") return (1u << 2) | (1u << 3);
-  if (family == "attention") return (1u << 4) | (1u << 5) | (1u << 6);
+  if (family == "attention") return (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7);
   if (family == "tiled") return 1u << 3;
   if (family == "matvec_tiled" || family == "matvec_dot") return (1u << 3) | (1u << 4) | (1u << 5);
   if (family == "xq") return !spec.empty() && spec[0] == 0 ? 1u << 3 : (1u << 2) | (1u << 3);  // convert: Q only

@@ -220,50 +220,68 @@ TEST_CASE("vulkan split tiled matvec: x's integer form follows every change of x
   check_clean(*vk);
 }
 
-// An rmsnorm or swiglu whose output a split matvec with integer dot products has read before
-// writes that output's digits in the same dispatch (xq.comp OP 1, 2): the output must be the
-// unfused op's (up to the order of rmsnorm's sum of squares), and the matvec after it must give
-// exactly what it gives on the same x converted separately.
-TEST_CASE("vulkan rmsnorm and swiglu write the digits of a matvec's x") {
+// An rmsnorm, swiglu or attention whose output a split matvec with integer dot products has read
+// before writes that output's digits in the same dispatch (xq.comp OP 1, 2; attention.comp, one
+// split and two): the output must be the unfused op's (up to the order of rmsnorm's sum of
+// squares), and the matvec after it must give exactly what it gives on the same x converted
+// separately, with no conversion dispatch between the two.
+TEST_CASE("vulkan rmsnorm, swiglu and attention write the digits of a matvec's x") {
   ScopedEnv split("SBITS_VULKAN_MATVEC_SPLIT", "1");
-  auto vk = make_vk();
-  if (!vulkan_stats(*vk).integer_dot) {
-    MESSAGE("the device has no integer dot products: nothing fused to test");
-    return;
-  }
-  auto ref = make_vk();  // unfused: its buffers never carry digits into an rmsnorm or swiglu
-  const int64_t rows = 130, cols = 1024;
-  const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(3 * 8, -1, 7), 31);
-  auto w = upload(*vk, t), w_ref = upload(*ref, t);
-  std::mt19937_64 rng(9);
-  const TestWeight nw = make_weight(WeightType::bf16, 1, cols, rng);
-  auto nwv = vk->upload(nw.host), nw_ref = ref->upload(nw.host);
-  const std::vector<float> a = random_floats(rng, size_t(cols), -3, 3), b = random_floats(rng, size_t(cols), -3, 3);
-  auto ab = make_buffer(*vk, a), bb = make_buffer(*vk, b), x = vk->alloc(size_t(cols)), y = vk->alloc(size_t(rows));
-  auto a_ref = make_buffer(*ref, a), b_ref = make_buffer(*ref, b), x_ref = ref->alloc(size_t(cols));
-  vk->matmul(*w, *x, 1, *y, false);  // x now owns digits
-  for (int op = 0; op < 2; ++op) {
-    INFO((op == 0 ? "rmsnorm" : "swiglu"));
-    const uint64_t ops0 = vulkan_stats(*vk).ops;
-    if (op == 0) {
-      vk->rmsnorm(*ab, *nwv, 1e-5f, 1, *x);
-      ref->rmsnorm(*a_ref, *nw_ref, 1e-5f, 1, *x_ref);
-    } else {
-      vk->swiglu(*ab, *bb, size_t(cols), *x);
-      ref->swiglu(*a_ref, *b_ref, size_t(cols), *x_ref);
+  for (const char *attn_splits : {"1", "2"}) {
+    ScopedEnv env("SBITS_VULKAN_ATTN_SPLITS", attn_splits);
+    auto vk = make_vk();
+    if (!vulkan_stats(*vk).integer_dot) {
+      MESSAGE("the device has no integer dot products: nothing fused to test");
+      return;
     }
-    vk->matmul(*w, *x, 1, *y, false);
-    CHECK(vulkan_stats(*vk).ops - ops0 == 2);  // the op with the digits, the matvec: no conversion between
-    const std::vector<float> xv = read_all(*vk, *x), xr = read_all(*ref, *x_ref), got = read_all(*vk, *y);
-    double worst = 0;
-    for (size_t i = 0; i < xv.size(); ++i) worst = std::max(worst, double(std::fabs(xv[i] - xr[i])) / (std::fabs(xr[i]) + 1e-6));
-    CHECK(worst <= (op == 0 ? 1e-6 : 0.0));  // rmsnorm: another order of the sum of squares
-    auto x2 = make_buffer(*ref, xv), y2 = ref->alloc(size_t(rows));
-    ref->matmul(*w_ref, *x2, 1, *y2, false);
-    CHECK(read_all(*ref, *y2) == got);
+    auto ref = make_vk();  // unfused: its x never owns digits before the op
+    const int64_t rows = 130, cols = 1024;  // attention: 8 heads of 128
+    const RandomTiled t = make_random_tiled(rows, cols, 64, 128, 128, table_of(3 * 8, -1, 7), 31);
+    auto w = upload(*vk, t), w_ref = upload(*ref, t);
+    std::mt19937_64 rng(9);
+    const TestWeight nw = make_weight(WeightType::bf16, 1, cols, rng);
+    auto nwv = vk->upload(nw.host), nw_ref = ref->upload(nw.host);
+    const std::vector<float> a = random_floats(rng, size_t(cols), -3, 3), b = random_floats(rng, size_t(cols), -3, 3);
+    auto ab = make_buffer(*vk, a), bb = make_buffer(*vk, b), x = vk->alloc(size_t(cols)), y = vk->alloc(size_t(rows));
+    auto a_ref = make_buffer(*ref, a), b_ref = make_buffer(*ref, b), x_ref = ref->alloc(size_t(cols));
+    const KvCacheDesc kd{.n_layers = 1, .n_slots = 1, .n_ctx = 32, .n_kv_heads = 2, .head_dim = 128, .type = KvType::f16};
+    auto cache = vk->create_kv_cache(kd), cache_ref = ref->create_kv_cache(kd);
+    std::vector<RowInfo> positions;
+    for (int i = 0; i < 20; ++i) positions.push_back({0, i});
+    const std::vector<float> k = random_floats(rng, 20 * 256), v = random_floats(rng, 20 * 256);
+    vk->kv_store(*cache, 0, *make_buffer(*vk, k), *make_buffer(*vk, v), 20, positions.data());
+    ref->kv_store(*cache_ref, 0, *make_buffer(*ref, k), *make_buffer(*ref, v), 20, positions.data());
+    const AttentionShape shape{8, 2, 128};
+    auto scratch = vk->alloc(size_t(cols));
+    vk->attention(*ab, *cache, 0, 1, &positions[19], shape, *scratch);  // its counters made (a fill op)
+    vk->matmul(*w, *x, 1, *y, false);  // x now owns digits
+    for (int op = 0; op < 3; ++op) {
+      INFO("attention splits ", std::string(attn_splits), " op ", op);
+      const uint64_t ops0 = vulkan_stats(*vk).ops;
+      if (op == 0) {
+        vk->rmsnorm(*ab, *nwv, 1e-5f, 1, *x);
+        ref->rmsnorm(*a_ref, *nw_ref, 1e-5f, 1, *x_ref);
+      } else if (op == 1) {
+        vk->swiglu(*ab, *bb, size_t(cols), *x);
+        ref->swiglu(*a_ref, *b_ref, size_t(cols), *x_ref);
+      } else {
+        vk->attention(*ab, *cache, 0, 1, &positions[19], shape, *x);
+        ref->attention(*a_ref, *cache_ref, 0, 1, &positions[19], shape, *x_ref);
+      }
+      vk->matmul(*w, *x, 1, *y, false);
+      CHECK(vulkan_stats(*vk).ops - ops0 == 2);  // the op with the digits, the matvec: no conversion between
+      const std::vector<float> xv = read_all(*vk, *x), xr = read_all(*ref, *x_ref), got = read_all(*vk, *y);
+      double worst = 0;
+      for (size_t i = 0; i < xv.size(); ++i)
+        worst = std::max(worst, double(std::fabs(xv[i] - xr[i])) / (std::fabs(xr[i]) + 1e-6));
+      CHECK(worst <= (op == 0 ? 1e-6 : 0.0));  // rmsnorm: another order of the sum of squares
+      auto x2 = make_buffer(*ref, xv), y2 = ref->alloc(size_t(rows));
+      ref->matmul(*w_ref, *x2, 1, *y2, false);
+      CHECK(read_all(*ref, *y2) == got);
+    }
+    check_clean(*vk);
+    check_clean(*ref);
   }
-  check_clean(*vk);
-  check_clean(*ref);
 }
 
 TEST_CASE("vulkan tiled embed: rows equal the dense matrix exactly") {

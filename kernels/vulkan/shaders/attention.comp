@@ -6,6 +6,9 @@
 // positions and the last to finish merges them (finish_split): more workgroups for a step's
 // few rows, each with a shorter chain of loads. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
 // out may alias q: q is copied to shared memory before anything is written.
+// With digits_tiles != 0 (decode, one row, head_dim == WG: head h's output is tile column h of wo's
+// x) the workgroup that writes a head's output also writes that tile column's digits for
+// matvec_dot.comp (xq.glsl), so that wo needs no conversion dispatch.
 // Loads: a position's key is read 64 values per iteration when head_dim % 16 == 0 (uvec4s of
 // halves, or of floats), and the values of 16 positions per iteration, so that several loads
 // are in flight per invocation: one element per iteration made every load a round trip
@@ -24,11 +27,15 @@ layout(binding = 3) readonly buffer BR { ivec2 ROWS[]; };
 layout(binding = 4) writeonly buffer BO { float O[]; };
 layout(binding = 5) coherent buffer BP { float PART[]; };  // per (row, head, split): acc[hd], m, l
 layout(binding = 6) coherent buffer BC { uint CNT[]; };    // per (row, head): splits finished
+layout(binding = 7) writeonly buffer BDQ { uint DQ[]; };  // out's digits (digits_tiles != 0)
 layout(push_constant) uniform P {
   uint n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
   float scale;
-  uint splits;
+  uint splits, digits_tiles;
 } p;
+
+#define XQ_WORDS DQ
+#include "xq.glsl"
 
 shared float q_s[2 * WG];
 shared float p_s[WG];
@@ -105,6 +112,7 @@ void finish_split(uint unit, uint sidx, uint qo, float m, float l, float acc0, f
   if (t < hd) O[qo + t] = o0 * inv;
   if (t + WG < hd) O[qo + t + WG] = o1 * inv;
   if (t == 0u) CNT[unit] = 0u;  // ready for the next dispatch
+  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, qo / WG, o0 * inv);
 }
 
 void main() {
@@ -162,4 +170,5 @@ void main() {
   const float inv = 1.0 / l;
   if (t < hd) O[qo + t] = acc0 * inv;
   if (t + WG < hd) O[qo + t + WG] = acc1 * inv;
+  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, qo / WG, acc0 * inv);
 }

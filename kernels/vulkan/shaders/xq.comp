@@ -31,8 +31,8 @@ layout(binding = 2) writeonly buffer BC { float C[]; };
 layout(binding = 3) writeonly buffer BQ { uint Q[]; };
 layout(push_constant) uniform P { uint tiles_c; float eps; } p;
 
-shared float val_[WG];
-shared uint digits_[WG];  // per column: hi in bits 0-7, lo in bits 8-15
+#define XQ_WORDS Q
+#include "xq.glsl"
 
 // As the CPU's silu (elementwise.comp).
 float silu(float g) {
@@ -57,20 +57,8 @@ float rms_scale() {
   return 1.0 / sqrt(wg_sum(s) / float(n4 * 4u) + p.eps);
 }
 
-// The word of digits (hi: half 0, lo: half 1) at word e of plane width P of unit u: byte b is
-// the code class c of word k of the unit's plane (matvec_dot.comp).
-uint digit_word(uint P, uint u, uint e, uint half_) {
-  const uint n = 32u / P, classes = 8u / P, k = e / classes, c = e % classes;
-  uint word = 0u;
-  for (uint b = 0; b < 4u; ++b) {
-    const uint idx = 2u * c + (b >> 1) + (b & 1u) * (n / 2u);
-    word |= ((digits_[u * 32u + k * n + idx] >> (8u * half_)) & 0xffu) << (8u * b);
-  }
-  return word;
-}
-
 void main() {
-  const uint t = gl_LocalInvocationIndex, tc = gl_WorkGroupID.x, u = t / 32u, col = tc * WG + t;
+  const uint tc = gl_WorkGroupID.x, col = tc * WG + gl_LocalInvocationIndex;
   float v;
   if (OP == 1u) {
     v = A[col] * rms_scale() * DENSE_AT(W, WTYPE, col);
@@ -80,30 +68,5 @@ void main() {
     v = A[col];
   }
   if (OP != 0u) C[col] = v;
-  val_[t] = v;
-  barrier();
-  float amax = 0.0, sum = 0.0;
-  for (uint i = 0; i < 32u; ++i) {
-    const float a = val_[u * 32u + i];
-    amax = max(amax, abs(a));
-    sum += a;
-  }
-  int hi = 0, lo = 0;
-  if (amax >= 7.8886091e-31) {
-    const float s = v * (127.0 / amax);
-    hi = int(roundEven(s));
-    lo = clamp(int(roundEven((s - float(hi)) * 256.0)), -127, 127);
-  } else {
-    amax = 0.0;
-  }
-  digits_[t] = (uint(hi) & 0xffu) | ((uint(lo) & 0xffu) << 8);
-  if (t % 32u == 0u) {
-    const uint m = p.tiles_c * 256u + tc * 8u + 2u * u;
-    Q[m] = floatBitsToUint(amax / (127.0 * 256.0));
-    Q[m + 1u] = floatBitsToUint(sum);
-  }
-  barrier();
-  // 4 plane widths x 4 units x 16 words: two per invocation.
-  for (uint i = t; i < 256u; i += WG)
-    Q[tc * 256u + i] = digit_word(1u << (i / 64u), (i / 16u) % 4u, i % 8u, (i % 16u) / 8u);
+  xq_store(p.tiles_c, tc, v);
 }
