@@ -34,7 +34,9 @@ const char* stop_reason_name(StopReason r) {
 }
 
 Session::Session(const Model& model, const SessionOptions& options)
-    : model_(model), n_ctx_(resolve_ctx(model, options.n_ctx)), forward_(model, options.max_batch_rows) {
+    : model_(model),
+      n_ctx_(resolve_ctx(model, options.n_ctx)),
+      forward_(model, options.max_batch_rows != 0 ? options.max_batch_rows : model.backend().preferred_prefill_rows()) {
   cache_ = forward_.make_kv_cache(1, n_ctx_, options.kv_type);
   logits_.resize(model.config().vocab_size);
 }

@@ -19,7 +19,7 @@ namespace sbits {
 struct SessionOptions {
   int n_ctx = 0;                               // 0: the model's context length
   kernels::KvType kv_type = kernels::KvType::f16;
-  int max_batch_rows = 64;                     // prefill chunk size
+  int max_batch_rows = 0;                      // prefill chunk size; 0: the backend's choice
 };
 
 enum class StopReason { eos, length, context_full, callback, cancelled };
@@ -48,6 +48,7 @@ class Session {
   const Model& model() const { return model_; }
   int n_ctx() const { return n_ctx_; }
   int n_past() const { return static_cast<int>(tokens_.size()); }
+  int max_batch_rows() const { return forward_.max_rows(); }  // prompt rows per forward pass
   const std::vector<int32_t>& tokens() const { return tokens_; }
   void reset();
   // Drops tokens after the first n (keeps their cached keys and values: later feeds overwrite).

@@ -22,7 +22,8 @@ sbits::SessionOptions session_options(const sbits_model& m, const sbits_session_
                       model_ctx));
   require(p.kv_type == SBITS_KV_F16 || p.kv_type == SBITS_KV_F32,
           fmt::format("kv_type = {} is neither SBITS_KV_F16 (0) nor SBITS_KV_F32 (1)", p.kv_type));
-  require(p.n_batch >= 1 && p.n_batch <= kMaxBatch, fmt::format("n_batch = {} is outside [1, {}]", p.n_batch, kMaxBatch));
+  require(p.n_batch >= 0 && p.n_batch <= kMaxBatch,
+          fmt::format("n_batch = {} is outside [0, {}] (0 = the backend's choice)", p.n_batch, kMaxBatch));
   sbits::SessionOptions o;
   o.n_ctx = p.n_ctx;
   o.kv_type = p.kv_type == SBITS_KV_F16 ? sbits::kernels::KvType::f16 : sbits::kernels::KvType::f32;
@@ -225,7 +226,7 @@ SBITS_API sbits_session_params sbits_session_default_params(void) {
   p.struct_size = sizeof p;
   p.n_ctx = 0;
   p.kv_type = SBITS_KV_F16;
-  p.n_batch = 64;
+  p.n_batch = 0;
   return p;
 }
 

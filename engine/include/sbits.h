@@ -203,7 +203,8 @@ typedef struct sbits_session_params {
   int32_t n_ctx;   /* context length in tokens; 0 (default) = the model's. The KV cache for
                       all of it is allocated by sbits_session_create. */
   int32_t kv_type; /* SBITS_KV_F16 (default) or SBITS_KV_F32 */
-  int32_t n_batch; /* prompt tokens computed per step (default 64) */
+  int32_t n_batch; /* prompt tokens computed per step; 0 (default) = the backend's choice:
+                      512 on GPUs, 64 on the CPU (scratch memory grows with it) */
 } sbits_session_params;
 
 SBITS_API sbits_session_params sbits_session_default_params(void);

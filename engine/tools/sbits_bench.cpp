@@ -26,6 +26,8 @@ const char* kUsage = R"(usage: sbits-bench MODEL.sbits [options]
   -p N            prompt tokens for the prefill test (default 512)
   -n N            tokens for the decode test (default 128)
   -r N            repetitions; the median is reported (default 3)
+  --rows N        prompt tokens per forward pass (prefill chunk; default: the backend's,
+                  512 on GPUs, 64 on the CPU)
   --threads N     CPU threads (default: all cores)
   --backend NAME  cpu, cuda, vulkan or auto (default auto)
   --kv-type T     f16 or f32 (default f16)
@@ -34,7 +36,7 @@ const char* kUsage = R"(usage: sbits-bench MODEL.sbits [options]
 
 struct Options {
   std::string model, backend = "auto", out;
-  int prompt = 512, decode = 128, reps = 3, threads = 0;
+  int prompt = 512, decode = 128, reps = 3, threads = 0, rows = 0;
   kernels::KvType kv = kernels::KvType::f16;
 };
 
@@ -47,6 +49,7 @@ Options parse(int argc, char** argv) {
     else if (s == "-p") o.prompt = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 20);
     else if (s == "-n") o.decode = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 20);
     else if (s == "-r") o.reps = cli::parse_in_range<int>(s, a.value(s), 1, 1000);
+    else if (s == "--rows") o.rows = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 16);
     else if (s == "--threads") o.threads = cli::parse_in_range<int>(s, a.value(s), 1, 1024);
     else if (s == "--backend") o.backend = a.value(s);
     else if (s == "--out") o.out = a.value(s);
@@ -108,7 +111,7 @@ int main(int argc, char** argv) {
     auto backend = make_backend(o.backend, bo);
     auto model = Model::load(o.model, *backend);
     const std::vector<int32_t> prompt = bench_tokens(*model, o.prompt);
-    Session s(*model, SessionOptions{o.prompt + o.decode + 1, o.kv, 64});
+    Session s(*model, SessionOptions{o.prompt + o.decode + 1, o.kv, o.rows});
     std::vector<double> pp, tg;
     s.feed(std::span<const int32_t>(prompt).subspan(0, std::min<size_t>(prompt.size(), 16)));  // warm-up
     for (int r = 0; r < o.reps; ++r) {
@@ -134,7 +137,8 @@ int main(int argc, char** argv) {
     nlohmann::json j = {{"tool", "sbits-bench"}, {"date", date}, {"host", host_name()}, {"backend", backend->name()},
                         {"device", device}, {"model", o.model}, {"bpw", model->bits_per_weight()},
                         {"params", model->parameter_count()}, {"weight_bytes", weight_bytes},
-                        {"prefill_tokens", o.prompt}, {"prefill_tok_s", pp_tps}, {"decode_tokens", o.decode},
+                        {"prefill_tokens", o.prompt}, {"prefill_chunk_rows", s.max_batch_rows()}, {"prefill_tok_s", pp_tps},
+                        {"decode_tokens", o.decode},
                         {"decode_tok_s", tg_tps}, {"repetitions", o.reps},
                         {"kv_type", o.kv == kernels::KvType::f16 ? "f16" : "f32"}};
     std::string out = o.out;

@@ -160,7 +160,7 @@ int run_completion(const Model& m, const RunOptions& o) {
   const Tokenizer& tok = m.tokenizer();
   std::vector<int32_t> ids = tok.encode(prompt, /*add_bos=*/true);
   if (ids.empty()) throw EngineError("the prompt is empty and the model has no BOS token to start from");
-  SessionOptions so{o.ctx, o.kv_type, 64};
+  SessionOptions so{o.ctx, o.kv_type, 0};  // 0: the backend's prefill chunk
   Session s(m, so);
   Sampler sampler(o.sampling, static_cast<int32_t>(m.config().vocab_size));
   std::signal(SIGINT, on_sigint);
@@ -186,7 +186,7 @@ int run_chat(const Model& m, const RunOptions& o) {
   ChatTemplate tmpl = load_template(m, o.chat_template);
   std::vector<ChatMessage> messages;
   if (!o.system.empty()) messages.push_back({"system", o.system});
-  SessionOptions so{o.ctx, o.kv_type, 64};
+  SessionOptions so{o.ctx, o.kv_type, 0};  // 0: the backend's prefill chunk
   Session s(m, so);
   Sampler sampler(o.sampling, static_cast<int32_t>(m.config().vocab_size));
   std::fprintf(stderr, "[sbits-run] chat with %s (template %s). Ctrl-C stops a reply, Ctrl-D exits.\n",

@@ -68,6 +68,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
+  int preferred_prefill_rows() const override { return 512; }
   std::string device_description() const override { return description_; }
 
   std::unique_ptr<Weight> upload(const HostWeight& w) override;

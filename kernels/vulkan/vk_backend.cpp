@@ -177,6 +177,8 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   matvec_switches_ = {uint32_t(env_int("SBITS_VULKAN_MATVEC_AHEAD", 1, 0, 1))};
 }
 
+int VulkanBackend::preferred_prefill_rows() const { return st_->ctx.info.type == "cpu" ? 64 : 512; }
+
 VulkanStats VulkanBackend::stats() const {
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   VulkanStats s;

@@ -89,6 +89,8 @@ class VulkanBackend final : public Backend {
   explicit VulkanBackend(int device);
 
   std::string name() const override { return "vulkan"; }
+  // 512 on GPUs; CPU drivers (llvmpipe) keep the CPU's 64.
+  int preferred_prefill_rows() const override;
   std::string device_description() const override { return description_; }
 
   std::unique_ptr<Weight> upload(const HostWeight& w) override;

@@ -140,7 +140,9 @@ TEST_CASE("bad arguments with a valid model fail with SBITS_ERR_INVALID_ARGUMENT
   sp.kv_type = 7;
   CHECK_FAILS_WITH(sbits_session_create(m, &sp, &s), SBITS_ERR_INVALID_ARGUMENT, "sbits_session_create");
   sp = sbits_session_default_params();
-  sp.n_batch = 0;
+  sp.n_batch = -1;  // 0 is the backend's choice; negative or above 4096 is refused
+  CHECK_FAILS_WITH(sbits_session_create(m, &sp, &s), SBITS_ERR_INVALID_ARGUMENT, "sbits_session_create");
+  sp.n_batch = 4097;
   CHECK_FAILS_WITH(sbits_session_create(m, &sp, &s), SBITS_ERR_INVALID_ARGUMENT, "sbits_session_create");
   sp.struct_size = 0;  // a struct that was never initialized
   CHECK_FAILS_WITH(sbits_session_create(m, &sp, &s), SBITS_ERR_INVALID_ARGUMENT, "sbits_session_create");

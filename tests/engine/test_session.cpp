@@ -41,6 +41,15 @@ TEST_CASE("prefill in chunks equals token-by-token decode") {
   CHECK(max_abs_diff(chunked_logits, lb) < kSameMathTolerance);
 }
 
+TEST_CASE("the prefill chunk: the backend's choice unless given") {
+  Fixture f;
+  CHECK(Session(*f.model, SessionOptions{}).max_batch_rows() == f.backend->preferred_prefill_rows());
+  CHECK(f.backend->preferred_prefill_rows() == 64);  // the CPU's
+  CHECK(Session(*f.model, SessionOptions{64, kernels::KvType::f32, 7}).max_batch_rows() == 7);
+  CHECK_THROWS_WITH_AS(Session(*f.model, SessionOptions{64, kernels::KvType::f32, -1}),
+                       doctest::Contains("max_rows must be >= 1, got -1"), EngineError);
+}
+
 TEST_CASE("batched decode over several slots equals each sequence alone") {
   Fixture f;
   const std::vector<std::vector<int32_t>> prompts = {
