@@ -16,6 +16,13 @@ float bf16_at(uint word, uint i) { return uintBitsToFloat(((word >> ((i & 1u) * 
 #define DENSE_AT(arr, T, i) \
   ((T) == 0u ? uintBitsToFloat(arr[(i)]) : (T) == 1u ? f16_at(arr[(i) >> 1], (i)) : bf16_at(arr[(i) >> 1], (i)))
 
+// As the CPU's silu: sigmoid from e = exp(-|g|) <= 1 so nothing overflows.
+float silu(float g) {
+  const float e = exp(-abs(g));
+  const float sig = g >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+  return sig == 0.0 ? -0.0 : g * sig;
+}
+
 // f32 -> IEEE binary16 bits, round to nearest even, integer-only: bit-exact with the CPU
 // backend (kernels/cpu/half.h). packHalf2x16's rounding is left to the implementation (Mesa
 // may truncate), which would make the f16 KV caches of the two backends differ.

@@ -11,13 +11,6 @@ layout(binding = 1) buffer BB { float B[]; };
 layout(binding = 2) buffer BC { float C[]; };
 layout(push_constant) uniform P { uint count; } p;
 
-// As the CPU's silu: sigmoid from e = exp(-|g|) <= 1 so nothing overflows.
-float silu(float g) {
-  const float e = exp(-abs(g));
-  const float sig = g >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-  return sig == 0.0 ? -0.0 : g * sig;
-}
-
 void main() {
   const uint i = flat_index();
   if (i >= p.count) return;

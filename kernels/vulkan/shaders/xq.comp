@@ -34,13 +34,6 @@ layout(push_constant) uniform P { uint tiles_c; float eps; } p;
 #define XQ_WORDS Q
 #include "xq.glsl"
 
-// As the CPU's silu (elementwise.comp).
-float silu(float g) {
-  const float e = exp(-abs(g));
-  const float sig = g >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-  return sig == 0.0 ? -0.0 : g * sig;
-}
-
 // 1 / sqrt(mean(A^2) + eps) over the row (width = 128 tiles_c, a multiple of 4): 8 vec4 loads
 // per invocation in flight per block of 4096 values.
 float rms_scale() {
