@@ -174,7 +174,9 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   // Attention's splits of the positions (1..64; unset: vk_ops.cpp's rule for decode).
   attn_splits_ = env_int("SBITS_VULKAN_ATTN_SPLITS", 0, 0, 64);
   // matvec_tiled.comp's tuning switch (its specialization constant AHEAD).
-  matvec_switches_ = {uint32_t(env_int("SBITS_VULKAN_MATVEC_AHEAD", 1, 0, 1))};
+  const uint32_t ahead = uint32_t(env_int("SBITS_VULKAN_MATVEC_AHEAD", 1, 0, 1));
+  matvec_switches_[0] = {ahead, 0};
+  matvec_switches_[1] = {ahead, 1};
 }
 
 int VulkanBackend::preferred_prefill_rows() const { return st_->ctx.info.type == "cpu" ? 64 : 512; }

@@ -52,6 +52,7 @@ class VkBufferObj final : public Buffer, public Resource {
   mutable DeviceBuffer digits;
   mutable uint64_t digits_at = ~uint64_t(0);
   mutable uint32_t digits_tiles = 0;  // tile columns digits holds
+  mutable int digits_rows = 0;        // rows of x digits holds (the fused ops write row 0)
 };
 
 class VkWeightObj final : public Weight, public Resource {
@@ -63,10 +64,13 @@ class VkWeightObj final : public Weight, public Resource {
   uint32_t tile_rows = 0, tile_cols = 0, group = 0;
   uint32_t tiles_r = 0, tiles_c = 0;
   // The split matvec's plan and state (matvec_tiled.comp), for weights it takes: workgroups per
-  // strip (grid y), tiles per chunk, per-split partial row sums (splits > 1) and per-strip
-  // counters. splits == 0: the weight takes tiled.comp only.
+  // strip (grid y), tiles per chunk, per-split partial row sums (splits > 1; for partial_rows
+  // rows of x, grown on demand) and per-strip counters (for 8 rows of x). splits == 0: the
+  // weight takes tiled.comp only.
   uint32_t splits = 0, tiles_per_chunk = 0;
-  DeviceBuffer partial, counters;
+  mutable DeviceBuffer partial;
+  mutable int partial_rows = 0;
+  DeviceBuffer counters;
 };
 
 class VkKvCacheObj final : public KvCache, public Resource {
@@ -124,9 +128,10 @@ class VulkanBackend final : public Backend {
   void matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
   void matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
-  void matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate);
-  // x's integer form for tiles_c tile columns (matvec_dot.comp), converted if x changed since.
-  BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c);
+  void matvec_split(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate);
+  // The integer form of x's first n rows of tiles_c tile columns (matvec_dot.comp), converted
+  // if x changed since.
+  BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c, int n);
   // Whether the op making row 0 of `out` (width values) should write its digits too (rmsnorm,
   // swiglu, attention), and the dispatch for the first two (xq.comp OP 1 rmsnorm, 2 swiglu;
   // inputs: its bindings A and B).
@@ -152,7 +157,8 @@ class VulkanBackend final : public Backend {
   bool split_matvec_ = false;  // n = 1 through matvec_tiled.comp where the weight allows
   bool integer_dot_ = false;   // the split matvec as matvec_dot.comp (x in integer form)
   int matvec_groups_ = 0;      // the split matvec's target of groups of 32 invocations
-  std::vector<uint32_t> matvec_switches_;  // the split matvec's specialization constants
+  // The split matvec's specialization constants (AHEAD, ROWS_Z) for n = 1 and for n > 1.
+  std::vector<uint32_t> matvec_switches_[2];
   int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call
   DeviceBuffer dequant_, topk_out_, attn_partial_, attn_counters_;
 };

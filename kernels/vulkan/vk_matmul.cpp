@@ -83,10 +83,14 @@ void VulkanBackend::plan_split_matvec(VkWeightObj& w) {
   w.splits = uint32_t(splits);
   w.tiles_per_chunk = uint32_t(tpc);
   const char* op = "upload";
-  w.counters = DeviceBuffer(st_->ctx, size_t(strips) * 4, false, op);
+  const size_t counter_bytes = size_t(strips) * kDecodeMaxRows * 4;  // per strip and row of x
+  w.counters = DeviceBuffer(st_->ctx, counter_bytes, false, op);
   st_->stream.reserve(0, 2, op);
-  st_->stream.zero(w.counters.buffer, 0, (size_t(strips) * 4 + 15) & ~size_t(15));
-  if (splits > 1) w.partial = DeviceBuffer(st_->ctx, size_t(splits * w.rows) * 4, false, op);
+  st_->stream.zero(w.counters.buffer, 0, (counter_bytes + 15) & ~size_t(15));
+  if (splits > 1) {
+    w.partial = DeviceBuffer(st_->ctx, size_t(splits * w.rows) * 4, false, op);
+    w.partial_rows = 1;
+  }
 }
 
 void VulkanBackend::matmul(const Weight& w, const Buffer& x, int n, Buffer& y, bool accumulate) {
@@ -147,7 +151,7 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 }
 
 void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
-  if (n == 1 && w.splits != 0) return matvec_split(w, x, y, accumulate);
+  if (w.splits != 0) return matvec_split(w, x, n, y, accumulate);
   const uint32_t rw = matvec_rows();
   const uint32_t groups = w.tiles_r * ((w.tile_rows + rw - 1) / rw);
   st_->stream.reserve(0, 1, "matmul");
@@ -158,28 +162,35 @@ void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int
                        groups, 1);
 }
 
-void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, VkBufferObj& y, bool accumulate) {
+// Rows of x go to grid z (n <= 8); each row's splits have their own partial sums and counters.
+void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
+  if (w.splits > 1 && w.partial_rows < n) {
+    st_->stream.flush();  // the smaller buffer may be in use by what was recorded
+    w.partial = DeviceBuffer(st_->ctx, size_t(w.splits) * size_t(w.rows) * size_t(kDecodeMaxRows) * 4, false, "matmul");
+    w.partial_rows = kDecodeMaxRows;
+  }
   const uint32_t pc[5] = {uint32_t(w.rows), w.tiles_c, accumulate ? 1u : 0u, w.tiles_per_chunk, w.splits};
   const BufRef counters{w.counters.buffer}, partial = w.splits > 1 ? BufRef{w.partial.buffer} : counters;
   const BufRef wm{w.mem.buffer}, table{w.table.buffer};
+  const std::vector<uint32_t>& switches = matvec_switches_[n > 1 ? 1 : 0];
   if (integer_dot_) {
-    const BufRef xq = x_digits(x, w.tiles_c);
+    const BufRef xq = x_digits(x, w.tiles_c, n);
     st_->stream.reserve(0, 1, "matmul");
-    st_->stream.dispatch(pipeline("matvec_dot", matvec_switches_, 7), {wm, table, x.ref(), y.ref(), partial, counters, xq},
-                         pc, sizeof(pc), w.tiles_r, w.splits);
+    st_->stream.dispatch(pipeline("matvec_dot", switches, 7), {wm, table, x.ref(), y.ref(), partial, counters, xq},
+                         pc, sizeof(pc), w.tiles_r, w.splits, uint32_t(n));
     return;
   }
   st_->stream.reserve(0, 1, "matmul");
-  st_->stream.dispatch(pipeline("matvec_tiled", matvec_switches_, 6), {wm, table, x.ref(), y.ref(), partial, counters},
-                       pc, sizeof(pc), w.tiles_r, w.splits);
+  st_->stream.dispatch(pipeline("matvec_tiled", switches, 6), {wm, table, x.ref(), y.ref(), partial, counters},
+                       pc, sizeof(pc), w.tiles_r, w.splits, uint32_t(n));
 }
 
-// Per tile column: 4 plane widths x 4 units x 16 words of digits (xq.comp), and 8 floats of
-// {d / 256, sum x} per tile column after all of them.
-BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c) {
+// Per row of x and tile column: 4 plane widths x 4 units x 16 words of digits (xq.comp), and 8
+// floats of {d / 256, sum x} per tile column after all of them.
+BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c, int n) {
   const uint64_t written = st_->stream.write_count(x.mem.buffer);
-  if (x.digits_at == written && x.digits_tiles == tiles_c) return BufRef{x.digits.buffer};
-  const size_t bytes = size_t(tiles_c) * (256 + 8) * 4;
+  if (x.digits_at == written && x.digits_tiles == tiles_c && x.digits_rows >= n) return BufRef{x.digits.buffer};
+  const size_t bytes = size_t(n) * tiles_c * (256 + 8) * 4;
   if (!x.digits.buffer || x.digits.bytes < bytes) {
     st_->stream.flush();  // an older digits buffer may be in use by what was recorded
     x.digits = DeviceBuffer(st_->ctx, bytes, false, "matmul scratch");
@@ -187,9 +198,10 @@ BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c) {
   st_->stream.reserve(0, 1, "matmul");
   const XqPush pc{tiles_c, 0.0f};
   st_->stream.dispatch(pipeline("xq", {0, 0}, 4), {x.ref(), x.ref(), x.ref(), BufRef{x.digits.buffer}}, &pc, sizeof(pc),
-                       tiles_c);
+                       tiles_c, uint32_t(n));
   x.digits_at = written;
   x.digits_tiles = tiles_c;
+  x.digits_rows = n;
   return BufRef{x.digits.buffer};
 }
 
@@ -207,6 +219,7 @@ void VulkanBackend::dispatch_with_digits(uint32_t op, uint32_t wtype, std::initi
   st_->stream.dispatch(pipeline("xq", {op, wtype}, 4), {a, b, out.ref(), BufRef{out.digits.buffer}}, &pc, sizeof(pc),
                        out.digits_tiles);
   out.digits_at = st_->stream.write_count(out.mem.buffer);
+  out.digits_rows = 1;
 }
 
 // Rows per workgroup of the tiled matvec: a whole 64-row strip on CPU drivers (llvmpipe pays

@@ -257,7 +257,10 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
                        {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer},
                         digits ? BufRef{os.digits.buffer} : os.ref()},
                        &pc, sizeof(pc), uint32_t(shape.n_heads), uint32_t(n), splits);
-  if (digits) os.digits_at = st_->stream.write_count(os.mem.buffer);
+  if (digits) {
+    os.digits_at = st_->stream.write_count(os.mem.buffer);
+    os.digits_rows = 1;
+  }
 }
 
 void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {

@@ -143,7 +143,7 @@ TEST_CASE("vulkan tiled matmul: every workgroup shape gives the same results, de
   }
 }
 
-// The split matvec (n = 1 on 64 x 128 tiles, group 128, whole tiles across), with f32
+// The split matvec (n = 1..8 on 64 x 128 tiles, group 128, whole tiles across), with f32
 // arithmetic (matvec_tiled.comp) and integer dot products (matvec_dot.comp, where the device has
 // them): every bitwidth and mixed tiles, short last strips, with the columns in one workgroup
 // per strip and split across many (the last workgroup of a strip adds the partial sums),
@@ -171,6 +171,7 @@ TEST_CASE("vulkan split tiled matvec: every bitwidth, split-K, short strips, det
           INFO("integer dot ", dot, " groups ", groups, " shape ", rows, "x", cols, " bits ",
                which < 0 ? -1 : int(kAllBits[which]));
           for (bool acc : {false, true}) CHECK(matmul_error(*vk, *w, rows, cols, dense, 1, acc, 7) <= tol);
+          for (int n : {3, 8}) CHECK(matmul_error(*vk, *w, rows, cols, dense, n, n == 3, uint32_t(n)) <= tol);
           if (which >= 0) continue;
           std::mt19937_64 rng(3);
           const std::vector<float> x = random_floats(rng, size_t(cols));
@@ -217,6 +218,15 @@ TEST_CASE("vulkan split tiled matvec: x's integer form follows every change of x
   vk->matmul(*w, *xb, 1, *y3, false);
   CHECK(read_all(*vk, *y) == expect(x1p));
   CHECK(read_all(*vk, *y3) == y1);
+  // Two rows after one: the digits made for row 0 do not cover row 1.
+  std::vector<float> x12(x1);
+  x12.insert(x12.end(), x2.begin(), x2.end());
+  auto xb2 = make_buffer(*vk, x12), yb2 = vk->alloc(size_t(2 * rows));
+  vk->matmul(*w, *xb2, 1, *yb2, false);
+  vk->matmul(*w, *xb2, 2, *yb2, false);
+  std::vector<float> y12(y1);
+  y12.insert(y12.end(), y2.begin(), y2.end());
+  CHECK(read_all(*vk, *yb2) == y12);
   check_clean(*vk);
 }
 

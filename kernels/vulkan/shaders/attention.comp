@@ -112,7 +112,7 @@ void finish_split(uint unit, uint sidx, uint qo, float m, float l, float acc0, f
   if (t < hd) O[qo + t] = o0 * inv;
   if (t + WG < hd) O[qo + t + WG] = o1 * inv;
   if (t == 0u) CNT[unit] = 0u;  // ready for the next dispatch
-  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, qo / WG, o0 * inv);
+  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, 0u, qo / WG, o0 * inv);
 }
 
 void main() {
@@ -170,5 +170,5 @@ void main() {
   const float inv = 1.0 / l;
   if (t < hd) O[qo + t] = acc0 * inv;
   if (t + WG < hd) O[qo + t + WG] = acc1 * inv;
-  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, qo / WG, acc0 * inv);
+  if (p.digits_tiles != 0u) xq_store(p.digits_tiles, 0u, qo / WG, acc0 * inv);
 }

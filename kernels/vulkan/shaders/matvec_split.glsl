@@ -23,6 +23,11 @@ const uint MAX_TILES = 64u;            // tiles per chunk at most (the host spli
 // instead of 128 on NVIDIA's driver but was slower there (NOTES.md); GPUs with fewer registers
 // may differ.
 layout(constant_id = 0) const uint AHEAD = 1u;  // 0: 2- and 3-bit tiles loaded in place too
+// 1: rows of x on grid z (n > 1). A separate pipeline for n = 1, where the row offsets fold away:
+// computed from grid z there, the 7B decode ran 4% slower (H200, run 50).
+layout(constant_id = 1) const uint ROWS_Z = 0u;
+
+uint x_row() { return ROWS_Z != 0u ? gl_WorkGroupID.z : 0u; }
 
 layout(binding = 1) readonly buffer BT { uvec2 TAB[]; };  // per tile: (bits, byte offset / 16)
 layout(binding = 2) readonly buffer BX4 { vec4 X4[]; };
@@ -108,26 +113,27 @@ void finish(uint t, uint strip, uint rows_t) {
   float s = 0.0;
   if (t < rows_t)
     for (uint k = 0; k < SLOTS * 4u; ++k) s += red_[(k / 4u * 64u + t) * 4u + k % 4u];
-  const uint row = strip * 64u + t;
+  const uint xr = x_row(), row = strip * 64u + t, yi = xr * p.rows + row;
   if (p.splits == 1u) {
-    if (t < rows_t) Y[row] = (p.accumulate != 0u ? Y[row] : 0.0) + s;
+    if (t < rows_t) Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + s;
     return;
   }
-  if (t < rows_t) PART[gl_WorkGroupID.y * p.rows + row] = s;
+  if (t < rows_t) PART[(xr * p.splits + gl_WorkGroupID.y) * p.rows + row] = s;
   // The partial sums are visible device-wide before the counter says so (coherent + barrier),
   // and the last workgroup reads them only after it has seen the count.
   memoryBarrierBuffer();
   barrier();
-  if (t == 0u) last_ = atomicAdd(CNT[strip], 1u) == p.splits - 1u;
+  const uint counter = xr * gl_NumWorkGroups.x + strip;
+  if (t == 0u) last_ = atomicAdd(CNT[counter], 1u) == p.splits - 1u;
   barrier();
   if (!last_) return;
   memoryBarrierBuffer();
   if (t < rows_t) {
     float a = 0.0;
-    for (uint k = 0; k < p.splits; ++k) a += PART[k * p.rows + row];
-    Y[row] = (p.accumulate != 0u ? Y[row] : 0.0) + a;
+    for (uint k = 0; k < p.splits; ++k) a += PART[(xr * p.splits + k) * p.rows + row];
+    Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + a;
   }
-  if (t == 0u) CNT[strip] = 0u;  // ready for the next dispatch
+  if (t == 0u) CNT[counter] = 0u;  // ready for the next dispatch
 }
 
 void main() {
@@ -154,7 +160,8 @@ void main() {
     uvec4 cur[STEPS];
     [[unroll]] for (uint j = 0; j < STEPS; ++j) cur[j] = ahead[j];
     if (i + 1u < ntiles) LOAD_AHEAD(tab_[slot * MAX_TILES + i + 1u])
-    const uint tcol = tc0 + i, xb = tcol * 32u + u * 8u;  // the tile column; the unit's x, as vec4s
+    // The tile column; the unit's x (row x_row() of x), as vec4s.
+    const uint tcol = tc0 + i, xb = (x_row() * p.tiles_c + tcol) * 32u + u * 8u;
     switch (tile.x) {
       case 2u: TILE_2_3(0u) break;
       case 3u: TILE_2_3(1u) break;

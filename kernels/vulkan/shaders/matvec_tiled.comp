@@ -21,6 +21,8 @@
 // columns (tiles_per_chunk each). Invocation t = 32 g + l: row group rg = g % KGROUPS, chunk slot
 // g / KGROUPS, unit l % 4, rows 8 (rg STEPS + j) + l / 4 for j < STEPS: for every j the 32
 // invocations of a group read 32 consecutive (row, unit) records, one contiguous run per plane.
+// Grid z: the row of x (n <= 8): the rows' workgroups read the same weights at about the same
+// time, so after the first the weights mostly come from L2.
 //
 // Numerics: as tiled.comp (codes decoded exactly to q + C, f32 products with x, the row's scale
 // and min applied once per unit: s (sum (q + C) x - C sum x) + m sum x).

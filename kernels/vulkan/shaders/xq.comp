@@ -1,5 +1,6 @@
 #version 450
-// Row 0 of x (cols = 128 tiles_c floats) in the integer form matvec_dot.comp reads: per 32
+// Rows of x (cols = 128 tiles_c floats; row r = grid y, OP 0 only) in the integer form
+// matvec_dot.comp reads: per 32
 // columns x ~ d (hi + lo / 256) with int8 digits and d = max |x| / 127, the digits of each
 // 128-column tile column laid out for the four plane widths (matvec_dot.comp's top comment), and
 // {d / 256, sum x} per unit after all tile columns. One workgroup per tile column. OP
@@ -51,7 +52,8 @@ float rms_scale() {
 }
 
 void main() {
-  const uint tc = gl_WorkGroupID.x, col = tc * WG + gl_LocalInvocationIndex;
+  const uint tc = gl_WorkGroupID.x, r = gl_WorkGroupID.y;
+  const uint col = r * p.tiles_c * WG + tc * WG + gl_LocalInvocationIndex;
   float v;
   if (OP == 1u) {
     v = A[col] * rms_scale() * DENSE_AT(W, WTYPE, col);
@@ -61,5 +63,5 @@ void main() {
     v = A[col];
   }
   if (OP != 0u) C[col] = v;
-  xq_store(p.tiles_c, tc, v);
+  xq_store(p.tiles_c, r * p.tiles_c * 264u, tc, v);
 }

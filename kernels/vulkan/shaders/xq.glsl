@@ -1,7 +1,8 @@
 // Writing x's integer form (matvec_dot.comp's top comment; numerics: xq.comp's) from a
 // workgroup of 128 invocations that holds one 128-column tile column of x, one value per
-// invocation: xq_store(tiles_c, tc, v) in uniform control flow (it has barriers). The includer
-// defines XQ_WORDS, the name of a writeonly uint buffer of tiles_c (256 + 8) words.
+// invocation: xq_store(tiles_c, base, tc, v) in uniform control flow (it has barriers). The
+// includer defines XQ_WORDS, the name of a writeonly uint buffer; one row of x takes
+// tiles_c (256 + 8) words from word `base` on.
 #ifndef SBITS_XQ_GLSL
 #define SBITS_XQ_GLSL
 
@@ -21,7 +22,7 @@ uint digit_word(uint P, uint u, uint e, uint half_) {
 }
 
 // Column gl_LocalInvocationIndex of tile column tc is v: its digits, and unit's {d / 256, sum x}.
-void xq_store(uint tiles_c, uint tc, float v) {
+void xq_store(uint tiles_c, uint base, uint tc, float v) {
   const uint t = gl_LocalInvocationIndex, u = t / 32u;
   xq_val_[t] = v;
   barrier();
@@ -41,14 +42,14 @@ void xq_store(uint tiles_c, uint tc, float v) {
   }
   xq_digits_[t] = (uint(hi) & 0xffu) | ((uint(lo) & 0xffu) << 8);
   if (t % 32u == 0u) {
-    const uint m = tiles_c * 256u + tc * 8u + 2u * u;
+    const uint m = base + tiles_c * 256u + tc * 8u + 2u * u;
     XQ_WORDS[m] = floatBitsToUint(amax / (127.0 * 256.0));
     XQ_WORDS[m + 1u] = floatBitsToUint(sum);
   }
   barrier();
   // 4 plane widths x 4 units x 16 words: two per invocation.
   for (uint i = t; i < 256u; i += 128u)
-    XQ_WORDS[tc * 256u + i] = digit_word(1u << (i / 64u), (i / 16u) % 4u, i % 8u, (i % 16u) / 8u);
+    XQ_WORDS[base + tc * 256u + i] = digit_word(1u << (i / 64u), (i / 16u) % 4u, i % 8u, (i % 16u) / 8u);
 }
 
 #endif
