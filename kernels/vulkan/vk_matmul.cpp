@@ -1,9 +1,10 @@
 // matmul on every weight type, and the tiled weights' upload (validate, copy the tile table).
 //
 // Decode (n <= 8 rows): dense weights take matvec_dense (each element read once for all rows);
-// tiled weights take one dispatch: at n = 1 on the quantizer's tile shape the split matvec
-// (matvec_tiled.comp, planned per weight at upload: plan_split_matvec), else tiled.comp MODE 0
-// (its workgroup shape: matvec_rows below). Prefill (n > 8): a shared-memory GEMM, directly on
+// tiled weights take one dispatch: on the quantizer's tile shape the split matvec
+// (matvec_dot.comp with integer dot products, else matvec_tiled.comp; planned per weight at
+// upload: plan_split_matvec; the rows of x on grid z), else tiled.comp MODE 0 (its workgroup
+// shape: matvec_rows below). Prefill (n > 8): a shared-memory GEMM, directly on
 // dense weights, and on blocks of tiled rows dequantized to f32 scratch.
 #include <algorithm>
 
