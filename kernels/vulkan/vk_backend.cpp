@@ -124,7 +124,16 @@ VkBufferObj::VkBufferObj(std::shared_ptr<State> s, size_t n) : Resource(std::mov
 
 VkBufferObj::~VkBufferObj() {
   release_guard();
-  if (st) st->stream.forget(mem.buffer);
+  if (!st) return;
+  st->stream.forget(mem.buffer);
+  st->stream.forget(digits.buffer);
+}
+
+VkWeightObj::~VkWeightObj() {
+  release_guard();
+  if (!st) return;
+  st->stream.forget(partial.buffer);  // written by the split matvec
+  st->stream.forget(counters.buffer);
 }
 
 VkKvCacheObj::VkKvCacheObj(std::shared_ptr<State> s, const KvCacheDesc& d) : Resource(std::move(s)) {

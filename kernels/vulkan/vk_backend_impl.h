@@ -58,15 +58,15 @@ class VkBufferObj final : public Buffer, public Resource {
 class VkWeightObj final : public Weight, public Resource {
  public:
   explicit VkWeightObj(std::shared_ptr<State> s) : Resource(std::move(s)) {}
-  ~VkWeightObj() override { release_guard(); }
+  ~VkWeightObj() override;
   DeviceBuffer mem;    // dense elements, or the tiled tensor bytes
   DeviceBuffer table;  // tiled: per tile (bits, byte offset / 16) as two u32
   uint32_t tile_rows = 0, tile_cols = 0, group = 0;
   uint32_t tiles_r = 0, tiles_c = 0;
   // The split matvec's plan and state (matvec_tiled.comp), for weights it takes: workgroups per
   // strip (grid y), tiles per chunk, per-split partial row sums (splits > 1; for partial_rows
-  // rows of x, grown on demand) and per-strip counters (for 8 rows of x). splits == 0: the
-  // weight takes tiled.comp only.
+  // rows of x, grown to the most a call has had) and per-strip counters (for 8 rows of x).
+  // splits == 0: the weight takes tiled.comp only.
   uint32_t splits = 0, tiles_per_chunk = 0;
   mutable DeviceBuffer partial;
   mutable int partial_rows = 0;

@@ -165,10 +165,10 @@ void VulkanBackend::matvec_tiled(const VkWeightObj& w, const VkBufferObj& x, int
 
 // Rows of x go to grid z (n <= 8); each row's splits have their own partial sums and counters.
 void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
-  if (w.splits > 1 && w.partial_rows < n) {
+  if (w.splits > 1 && w.partial_rows < n) {  // grown to the most rows seen (~30 MB per row for a 7B)
     st_->stream.flush();  // the smaller buffer may be in use by what was recorded
-    w.partial = DeviceBuffer(st_->ctx, size_t(w.splits) * size_t(w.rows) * size_t(kDecodeMaxRows) * 4, false, "matmul");
-    w.partial_rows = kDecodeMaxRows;
+    w.partial = DeviceBuffer(st_->ctx, size_t(w.splits) * size_t(w.rows) * size_t(n) * 4, false, "matmul");
+    w.partial_rows = n;
   }
   const uint32_t pc[5] = {uint32_t(w.rows), w.tiles_c, accumulate ? 1u : 0u, w.tiles_per_chunk, w.splits};
   const BufRef counters{w.counters.buffer}, partial = w.splits > 1 ? BufRef{w.partial.buffer} : counters;
