@@ -46,9 +46,10 @@ class VkBufferObj final : public Buffer, public Resource {
   ~VkBufferObj() override;
   BufRef ref() const { return BufRef{mem.buffer, 0, VK_WHOLE_SIZE}; }
   DeviceBuffer mem;
-  // Row 0 in the integer form matvec_dot.comp reads (xq.comp), made on demand by the matvec:
-  // current while the stream's write count of mem is digits_at. A cache of mem's contents, so
-  // it may change behind a const reference.
+  // The first digits_rows rows in the integer form matvec_dot.comp reads (xq.comp), made on
+  // demand by the matvec or by the op that wrote row 0 (fuse_digits): current while the
+  // stream's write count of mem is digits_at. A cache of mem's contents, so it may change
+  // behind a const reference.
   mutable DeviceBuffer digits;
   mutable uint64_t digits_at = ~uint64_t(0);
   mutable uint32_t digits_tiles = 0;  // tile columns digits holds
@@ -133,11 +134,11 @@ class VulkanBackend final : public Backend {
   // if x changed since.
   BufRef x_digits(const VkBufferObj& x, uint32_t tiles_c, int n);
   // Whether the op making row 0 of `out` (width values) should write its digits too (rmsnorm,
-  // swiglu, attention), and the dispatch for the first two (xq.comp OP 1 rmsnorm, 2 swiglu;
-  // inputs: its bindings A and B).
+  // swiglu, attention); the dispatch for the first two (xq.comp OP 1 rmsnorm, 2 swiglu; a and b
+  // its bindings A and B); and the note, after such an op, that out's row 0 digits are current.
   bool fuse_digits(const VkBufferObj& out, size_t width) const;
-  void dispatch_with_digits(uint32_t op, uint32_t wtype, std::initializer_list<BufRef> inputs, const VkBufferObj& out,
-                            float eps);
+  void dispatch_with_digits(uint32_t op, uint32_t wtype, BufRef a, BufRef b, const VkBufferObj& out, float eps);
+  void digits_written(const VkBufferObj& out);
   struct XqPush {
     uint32_t tiles_c;
     float eps;
@@ -154,7 +155,7 @@ class VulkanBackend final : public Backend {
   std::shared_ptr<State> st_;
   std::string description_;
   int matvec_rows_ = 0;  // rows per workgroup of the tiled matvec; 0 = chosen from the device
-  bool split_matvec_ = false;  // n = 1 through matvec_tiled.comp where the weight allows
+  bool split_matvec_ = false;  // n <= 8 through the split matvec where the weight allows
   bool integer_dot_ = false;   // the split matvec as matvec_dot.comp (x in integer form)
   int matvec_groups_ = 0;      // the split matvec's target of groups of 32 invocations
   // The split matvec's specialization constants (AHEAD, ROWS_Z) for n = 1 and for n > 1.

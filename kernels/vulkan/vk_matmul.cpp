@@ -213,12 +213,15 @@ bool VulkanBackend::fuse_digits(const VkBufferObj& out, size_t width) const {
   return integer_dot_ && width % 128 == 0 && out.digits.buffer && out.digits_tiles == width / 128;
 }
 
-void VulkanBackend::dispatch_with_digits(uint32_t op, uint32_t wtype, std::initializer_list<BufRef> inputs,
-                                         const VkBufferObj& out, float eps) {
+void VulkanBackend::dispatch_with_digits(uint32_t op, uint32_t wtype, BufRef a, BufRef b, const VkBufferObj& out,
+                                         float eps) {
   const XqPush pc{out.digits_tiles, eps};
-  const BufRef a = inputs.begin()[0], b = inputs.begin()[1];
   st_->stream.dispatch(pipeline("xq", {op, wtype}, 4), {a, b, out.ref(), BufRef{out.digits.buffer}}, &pc, sizeof(pc),
                        out.digits_tiles);
+  digits_written(out);
+}
+
+void VulkanBackend::digits_written(const VkBufferObj& out) {
   out.digits_at = st_->stream.write_count(out.mem.buffer);
   out.digits_rows = 1;
 }

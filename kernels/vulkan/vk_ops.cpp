@@ -100,7 +100,7 @@ void VulkanBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, 
   if (n == 0) return;
   st_->stream.reserve(0, 1, op);
   if (n == 1 && &xs != &o && fuse_digits(o, size_t(wt.cols)))
-    return dispatch_with_digits(1, uint32_t(wt.type), {xs.ref(), BufRef{wt.mem.buffer}}, o, eps);
+    return dispatch_with_digits(1, uint32_t(wt.type), xs.ref(), BufRef{wt.mem.buffer}, o, eps);
   struct {
     uint32_t width;
     float eps;
@@ -257,10 +257,7 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
                        {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer},
                         digits ? BufRef{os.digits.buffer} : os.ref()},
                        &pc, sizeof(pc), uint32_t(shape.n_heads), uint32_t(n), splits);
-  if (digits) {
-    os.digits_at = st_->stream.write_count(os.mem.buffer);
-    os.digits_rows = 1;
-  }
+  if (digits) digits_written(os);
 }
 
 void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {
@@ -274,7 +271,7 @@ void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, B
   check_count(op, "out", o, count);
   if (count == 0) return;
   st_->stream.reserve(0, 1, op);
-  if (fuse_digits(o, count)) return dispatch_with_digits(2, 0, {g.ref(), u.ref()}, o, 0.0f);
+  if (fuse_digits(o, count)) return dispatch_with_digits(2, 0, g.ref(), u.ref(), o, 0.0f);
   const uint32_t pc[1] = {uint32_t(count)};
   dispatch_1d(pipeline("elementwise", {1}, 3), {g.ref(), u.ref(), o.ref()}, pc, sizeof(pc), count);
 }
