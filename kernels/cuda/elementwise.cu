@@ -283,19 +283,52 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
   }
 }
 
-// One thread per (row, 32-column unit): the unit's 32 values with the reference dequantization.
+// Eight codes of a tile: columns [8 q, 8 q + 8) of unit u, row r, with the reference numerics
+// (fmaf(code, scale, min) in f32, rounded once to f16), packed as four f16x2 for one store.
+template <class Codec>
+__device__ __forceinline__ uint4 dequant_eight(const quant::TileView& v, int r, int u, int q) {
+  const uint16_t* sm = v.scales + (size_t(r) * size_t(v.groups) + size_t(u / v.group_units)) * 2;
+  const float s = quant::half_to_float(sm[0]), m = quant::half_to_float(sm[1]);
+  const uint32_t* p0 = quant::unit_plane0<Codec>(v, r, u);
+  const uint32_t* p1 = quant::unit_plane1<Codec>(v, r, u);
+  uint32_t h[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const uint32_t pair = Codec::pair(p0, p1, 4 * q + k);  // codes 2k' (low 16 bits), 2k' + 1 (high)
+    const __half lo = __float2half_rn(fmaf(float(pair & 0xffffu), s, m));
+    const __half hi = __float2half_rn(fmaf(float(pair >> 16), s, m));
+    h[k] = uint32_t(__half_as_ushort(lo)) | uint32_t(__half_as_ushort(hi)) << 16;
+  }
+  return make_uint4(h[0], h[1], h[2], h[3]);
+}
+
+// One thread per eight columns of a row: neighbouring threads write neighbouring 16 bytes of the
+// f16 chunk (the old one-thread-per-unit form stored 2 bytes per thread 64 bytes apart, and
+// its per-weight dispatch made prefill's dequantization the largest cost of a chunk). The
+// bitwidth is chosen once per thread; a warp spans 256 columns, at most three tiles.
 __global__ void dequant_kernel(const DequantArgs a) {
   pdl_enter();
-  const int64_t units_per_row = (a.t.cols + 31) / 32;
+  const int64_t eights_per_row = (a.t.cols + 7) / 8;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (t >= a.nrows * units_per_row) return;
-  const int64_t r = a.row0 + t / units_per_row, c0 = (t % units_per_row) * 32;
+  if (t >= a.nrows * eights_per_row) return;
+  const int64_t r = a.row0 + t / eights_per_row, c0 = (t % eights_per_row) * 8;
   const quant::TiledDesc d = to_desc(a.t);
   const int64_t tr = r / d.tile_rows, tc = c0 / d.tile_cols;
   const quant::TileView v = quant::tile_view(d, tr, tc);
   const int lr = int(r - tr * d.tile_rows), lc = int(c0 - tc * d.tile_cols);
-  __half* out = reinterpret_cast<__half*>(a.out) + (r - a.row0) * a.t.cols;
-  for (int i = 0; i < 32 && c0 + i < a.t.cols; ++i) out[c0 + i] = __float2half_rn(tile_value(v, lr, lc + i));
+  __half* out = reinterpret_cast<__half*>(a.out) + (r - a.row0) * a.t.cols + c0;
+  // Whole eights of a 16-byte aligned row (cols % 8 == 0, as every model's are): one store.
+  // Otherwise, or past the tile's last column, element by element.
+  if (a.t.cols % 8 == 0 && lc + 8 <= v.cols) {
+    uint4 w{};
+    if (v.bits == quant::kKeepF16Bits)
+      w = *reinterpret_cast<const uint4*>(v.f16 + size_t(lr) * size_t(v.units) * 32 + lc);
+    else
+      quant::dispatch_codec(v.bits, [&](auto codec) { w = dequant_eight<decltype(codec)>(v, lr, lc / 32, (lc % 32) / 8); });
+    *reinterpret_cast<uint4*>(out) = w;
+    return;
+  }
+  for (int i = 0; i < 8 && lc + i < v.cols; ++i) out[i] = __float2half_rn(tile_value(v, lr, lc + i));
 }
 
 void check_launch() { CUDA_CHECK_LAUNCH(); }
@@ -378,7 +411,7 @@ void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c) {
 }
 
 void launch_dequant(const DequantArgs& a, const ExecContext& c) {
-  const int64_t work = a.nrows * ((a.t.cols + 31) / 32);
+  const int64_t work = a.nrows * ((a.t.cols + 7) / 8);
   if (work == 0) return;
   launch_pdl(dequant_kernel, unsigned(blocks_for(work, kThreads)), kThreads, 0, c, a);
   check_launch();

@@ -2,13 +2,14 @@
 // bandwidth floor, and the device memory it holds with a long KV cache (a benchmark, not a
 // test; made for the random Llama-2-7B shapes of sbits-gen-random-llama).
 //
-//   bench_cuda_llama MODEL.sbits --label NAME [-p 512] [-n 128] [-r 3] [--ctx 4096] [--out-dir D]
+//   bench_cuda_llama MODEL.sbits --label NAME [-p 512] [-n 128] [-r 3] [--ctx 4096] [--rows 64]
+//                    [--out-dir D] [--profile | --profile-prefill]
 //
 // Floor: a decode step reads every weight but the embedding once (the embedding: one row), so
 // it takes at least (those bytes) / (device-to-device copy bandwidth, read + write, measured
 // here). Decode is timed greedy with the choice on the device (Session::feed_greedy: one id
 // back per token) and with the logits read back (Session::feed), after a prompt of -p tokens,
-// median of -r runs of -n tokens. Prefill: -p tokens in one feed (chunks of 64 rows), median
+// median of -r runs of -n tokens. Prefill: -p tokens in one feed (chunks of --rows rows), median
 // of -r. Memory: the CUDA backend's own device bytes (weights, KV cache of --ctx f16 positions,
 // buffers, scratch) after both tests, and the process's share of the GPU (cudaMemGetInfo, the
 // CUDA context included). Writes D/cuda_llama_<label>_<gpu>.json and prints a Markdown row.
@@ -43,7 +44,8 @@ struct Options {
   std::string model, label = "model", out_dir = ".";
   int prompt = 512, decode = 128, reps = 3, ctx = 4096;
   int rows = 64;         // Session::max_batch_rows: prefill chunk (scratch grows with it)
-  bool profile = false;  // one decode step between cudaProfilerStart/Stop (ncu --profile-from-start off)
+  bool profile = false;          // one decode step between cudaProfilerStart/Stop (ncu --profile-from-start off)
+  bool profile_prefill = false;  // one -p token prefill between cudaProfilerStart/Stop
 };
 
 Options parse(int argc, char** argv) {
@@ -58,9 +60,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--ctx" && i + 1 < argc) o.ctx = std::stoi(argv[++i]);
     else if (a == "--rows" && i + 1 < argc) o.rows = std::stoi(argv[++i]);
     else if (a == "--profile") o.profile = true;
+    else if (a == "--profile-prefill") o.profile_prefill = true;
     else if (o.model.empty() && a[0] != '-') o.model = a;
     else throw std::invalid_argument("usage: bench_cuda_llama MODEL.sbits --label NAME [-p N] [-n N] [-r N] [--ctx N] "
-                                     "[--out-dir D]");
+                                     "[--rows N] [--out-dir D] [--profile | --profile-prefill]");
   }
   if (o.model.empty() || o.prompt < 2 || o.decode < 1 || o.reps < 1) throw std::invalid_argument("bad options");
   return o;
@@ -132,6 +135,15 @@ void run(const Options& o) {
     const double t = seconds([&] { id = s.feed_greedy(std::span<const int32_t>(&id, 1)); });
     BENCH_CHECK(cudaProfilerStop());
     std::printf("profiled decode step: %.3f ms wall (under the profiler)\n", t * 1e3);
+    return;
+  }
+  if (o.profile_prefill) {  // warm (cuBLAS handles, scratch at full size), then one profiled prompt
+    s.feed(prompt);
+    s.reset();
+    BENCH_CHECK(cudaProfilerStart());
+    const double t = seconds([&] { s.feed(prompt); });
+    BENCH_CHECK(cudaProfilerStop());
+    std::printf("profiled prefill of %d tokens: %.3f ms wall (under the profiler)\n", o.prompt, t * 1e3);
     return;
   }
   const double floor_s = decode_weight_bytes(o.model) / copy;

@@ -105,6 +105,36 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
   }
 }
 
+// Prefill multiplies f16 weights that the backend dequantizes chunk by chunk. With x the
+// identity (x row j = column j), y[j][o] is the f16 weight cuBLAS saw, times 1 plus zeros: it
+// must be the reference value rounded once to f16, bit for bit, for every bitwidth, edge
+// tile and shape (16-byte and element-wise stores alike).
+TEST_CASE("cuda tiled prefill: the f16 weights are the reference values rounded once (identity x)") {
+  const Shape shapes[] = {{172, 64, 64, 128, 128}, {200, 300, 64, 128, 128}, {96, 257, 32, 128, 128},
+                          {70, 256, 64, 128, 128}, {100, 300, 64, 128, 32},  {130, 257, 16, 64, 32}};
+  auto gpu = make_cuda();
+  for (const Shape& s : shapes) {
+    const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
+    const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 11), 31);
+    auto w = upload(*gpu, t);
+    const int n = int(s.cols);
+    std::vector<float> x(size_t(n * s.cols), 0.0f);
+    for (int j = 0; j < n; ++j) x[size_t(j * s.cols + j)] = 1.0f;
+    auto xb = gpu->alloc(x.size()), yb = gpu->alloc(size_t(n * s.rows));
+    gpu->write(*xb, x.data(), x.size());
+    gpu->matmul(*w, *xb, n, *yb, false);
+    const std::vector<float> y = read_all(*gpu, *yb);
+    int64_t wrong = 0;
+    for (int j = 0; j < n; ++j)
+      for (int64_t o = 0; o < s.rows; ++o) {
+        const float want = quant::half_to_float(ref_f32_to_f16(t.dense[size_t(o * s.cols + j)]));
+        if (y[size_t(j * s.rows + o)] != want) ++wrong;
+      }
+    INFO("shape ", s.rows, "x", s.cols, " R ", s.R, " C ", s.C, " G ", s.G);
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every variant and the default choice") {
   const Shape shapes[] = {{512, 1536, 64, 128, 128}, {1000, 4096, 64, 128, 128}, {4096, 700, 64, 128, 128}};
   // variant == kTiledMmaVariants: none forced, the backend picks per weight and n (variant 6 for
