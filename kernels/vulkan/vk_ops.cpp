@@ -52,7 +52,7 @@ void VulkanBackend::embed(const Weight& table, const int32_t* ids, int n, Buffer
     } pc{uint32_t(t.rows), uint32_t(t.cols), t.tile_rows, t.tile_cols, t.group, t.tiles_c, 0, uint32_t(n), 0, 1};
     const Pipeline& p = pipeline("tiled", {1, 1, 64}, 5);
     dispatch_1d(p, {BufRef{t.mem.buffer}, BufRef{t.table.buffer}, o.ref(), o.ref(), idb}, &pc, sizeof(pc),
-                size_t(n) * size_t((t.cols + 31) / 32));
+                size_t(n) * size_t((t.cols + 7) / 8));  // tiled.comp MODE 1: 8 columns each
     return;
   }
   struct {

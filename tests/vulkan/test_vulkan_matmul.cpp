@@ -1,6 +1,6 @@
 // matmul of the Vulkan backend on dense (f32, f16, bf16) and tiled
 // mixed-bitwidth weights against float64 dot products of the exact weight
-// values, at awkward shapes, for n = 1..8 (the matvec kernels), 9 and 40 (the
+// values, at awkward shapes, for n = 1..8 (the matvec kernels), 9, 40 and 130 (the
 // prefill GEMM), with and without accumulation; the tiled matvec with the CPU
 // drivers' 64 rows per workgroup and the GPUs' 8 (and others); tiled embed
 // against the dense rows exactly.
@@ -19,7 +19,7 @@ namespace sbits::kernels::test {
 namespace {
 
 const uint8_t kAllBits[] = {2, 3, 4, 5, 6, 8, 16};
-const int kBatches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40};
+const int kBatches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 40, 130};  // 130: three row blocks of the GEMM
 constexpr double kTol = 1e-5, kDotTol = 1e-4;
 
 std::vector<uint8_t> table_of(int64_t tiles, int which, uint32_t seed) {
@@ -78,7 +78,7 @@ struct Shape {
 
 }  // namespace
 
-TEST_CASE("vulkan dense matmul: f32, f16, bf16 at awkward shapes, n = 1..9 and 40") {
+TEST_CASE("vulkan dense matmul: f32, f16, bf16 at awkward shapes, n = 1..9, 40, 130") {
   auto vk = make_vk();
   std::mt19937_64 rng(8);
   const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {7, 5}, {100, 64}, {300, 257}, {65, 1000}};
@@ -96,7 +96,7 @@ TEST_CASE("vulkan dense matmul: f32, f16, bf16 at awkward shapes, n = 1..9 and 4
   check_clean(*vk);
 }
 
-TEST_CASE("vulkan tiled matmul: every bitwidth and mixed tiles, awkward shapes, n = 1..9 and 40") {
+TEST_CASE("vulkan tiled matmul: every bitwidth and mixed tiles, awkward shapes, n = 1..9, 40, 130") {
   const Shape shapes[] = {{172, 64, 64, 128, 128}, {64, 172, 64, 128, 128}, {200, 300, 64, 128, 128},
                           {1, 32, 64, 128, 128},   {100, 300, 64, 128, 32}, {130, 257, 16, 64, 32},
                           {33, 200, 20, 128, 128}, {150, 96, 100, 32, 32}};
