@@ -268,6 +268,11 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
            layer, " has positions < ", end, " of that slot");
   }
   if (n == 0) return;
+  if (n > kMatvecMaxRows && attention_prefill_fits(shape.head_dim) &&
+      std::all_of(rows, rows + n, [&](const RowInfo& r) { return r.slot == rows[0].slot; })) {
+    attention_prefill(qs, c, layer, n, rows, shape, os);
+    return;
+  }
   // Splits from the cache size and the batch only, never the positions (see attention.cu).
   // Decode (n <= 8): splits for chunks of attn_chunk_ (8) positions (larger where n_ctx would
   // need more than kAttentionMaxSplits), so that a step costs what its stored positions cost;
@@ -313,6 +318,28 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   a.adaptive = n <= 8 && attn_adaptive_;
   stamp(os);
   record(run<AttentionArgs, launch_attention>, a);
+}
+
+// A prompt's rows (attention_prefill.cu): one block per 64 rows and head, no splits.
+void CudaBackend::attention_prefill(const CudaBuffer& q, CudaKvCache& c, int layer, int n, const RowInfo* rows,
+                                    const AttentionShape& shape, CudaBuffer& out) {
+  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
+  auto a = zeroed<AttentionArgs>();
+  a.q = q.ptr();
+  a.k_cache = c.k.get();
+  a.v_cache = c.v.get();
+  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
+  a.out = out.ptr();
+  a.n = n;
+  a.layer = layer;
+  a.n_slots = c.desc.n_slots;
+  a.n_ctx = c.desc.n_ctx;
+  a.n_heads = shape.n_heads;
+  a.n_kv_heads = shape.n_kv_heads;
+  a.head_dim = shape.head_dim;
+  a.f16 = c.desc.type == KvType::f16;
+  stamp(out);
+  record(run<AttentionArgs, launch_attention_prefill>, a);
 }
 
 void CudaBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {

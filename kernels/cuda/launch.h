@@ -232,6 +232,9 @@ void launch_rope(const RopeArgs& a, const ExecContext& c);
 void launch_kv_store(const KvStoreArgs& a, const ExecContext& c);
 void launch_rope_store(const RopeStoreArgs& a, const ExecContext& c);
 void launch_attention(const AttentionArgs& a, const ExecContext& c);
+// Prefill attention (attention_prefill.cu): n > 8 rows of one slot, head_dim 64 or 128.
+bool attention_prefill_fits(int64_t head_dim);
+void launch_attention_prefill(const AttentionArgs& a, const ExecContext& c);
 void launch_swiglu(const SwigluArgs& a, const ExecContext& c);
 void launch_add(const AddArgs& a, const ExecContext& c);
 void launch_get_rows(const GetRowsArgs& a, const ExecContext& c);

@@ -5,6 +5,8 @@
 // softmax, different summation order; the caches hold identical f16 values).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "tests/cuda/cuda_test_util.h"
 
 namespace sbits::kernels::test {
@@ -15,28 +17,27 @@ struct Config {
   KvType type;
 };
 
-void check_attention(const Config& c, std::mt19937_64& rng) {
+// Attention of `rows` over layer 1 of caches filled (by kv_store, in 37-row chunks as a
+// prefill would) to position len[s] - 1 of slot s: the CUDA result against the CPU's, then
+// with q and out the same buffer.
+void check_rows(const Config& c, const int (&len)[3], const std::vector<RowInfo>& rows, std::mt19937_64& rng) {
   auto cpu = make_cpu_backend(2);
   auto gpu = make_cuda();
   const KvCacheDesc d{.n_layers = 2, .n_slots = 3, .n_ctx = c.n_ctx, .n_kv_heads = c.n_kv_heads, .head_dim = c.head_dim,
                       .type = c.type};
   auto cc = cpu->create_kv_cache(d), cg = gpu->create_kv_cache(d);
   const int kv_width = c.n_kv_heads * c.head_dim, q_width = c.n_heads * c.head_dim;
-  // Fill slot s up to position len[s] - 1 in chunks (prefill-like), in layer 1.
-  const int len[3] = {c.n_ctx, std::max(1, c.n_ctx / 2), 1};
   for (int s = 0; s < 3; ++s) {
     for (int p0 = 0; p0 < len[s]; p0 += 37) {
       const int n = std::min(37, len[s] - p0);
-      std::vector<RowInfo> rows;
-      for (int i = 0; i < n; ++i) rows.push_back({s, p0 + i});
+      std::vector<RowInfo> stored;
+      for (int i = 0; i < n; ++i) stored.push_back({s, p0 + i});
       const std::vector<float> k = random_floats(rng, size_t(n * kv_width)), v = random_floats(rng, size_t(n * kv_width));
       auto kc = make_buffer(*cpu, k), vc = make_buffer(*cpu, v), kg = make_buffer(*gpu, k), vg = make_buffer(*gpu, v);
-      cpu->kv_store(*cc, 1, *kc, *vc, n, rows.data());
-      gpu->kv_store(*cg, 1, *kg, *vg, n, rows.data());
+      cpu->kv_store(*cc, 1, *kc, *vc, n, stored.data());
+      gpu->kv_store(*cg, 1, *kg, *vg, n, stored.data());
     }
   }
-  // One batch: rows of every slot at various positions (decode and prefill rows mixed).
-  std::vector<RowInfo> rows = {{0, c.n_ctx - 1}, {2, 0}, {1, len[1] - 1}, {0, 0}, {0, c.n_ctx / 3}};
   const int n = int(rows.size());
   const std::vector<float> q = random_floats(rng, size_t(n * q_width), -2.0f, 2.0f);
   auto qc = make_buffer(*cpu, q), qg = make_buffer(*gpu, q);
@@ -45,11 +46,16 @@ void check_attention(const Config& c, std::mt19937_64& rng) {
   cpu->attention(*qc, *cc, 1, n, rows.data(), shape, *oc);
   gpu->attention(*qg, *cg, 1, n, rows.data(), shape, *og);
   INFO("heads ", c.n_heads, "/", c.n_kv_heads, " head_dim ", c.head_dim, " n_ctx ", c.n_ctx, " f16 ",
-       c.type == KvType::f16);
+       c.type == KvType::f16, " rows ", n);
   CHECK(max_abs_diff(read_all(*gpu, *og), read_all(*cpu, *oc)) <= 2e-5);
-  // q and out may be the same buffer.
   gpu->attention(*qg, *cg, 1, n, rows.data(), shape, *qg);
   CHECK(max_abs_diff(read_all(*gpu, *qg), read_all(*cpu, *oc)) <= 2e-5);
+}
+
+// One batch: rows of every slot at various positions (decode and prefill rows mixed).
+void check_attention(const Config& c, std::mt19937_64& rng) {
+  const int len[3] = {c.n_ctx, std::max(1, c.n_ctx / 2), 1};
+  check_rows(c, len, {{0, c.n_ctx - 1}, {2, 0}, {1, len[1] - 1}, {0, 0}, {0, c.n_ctx / 3}}, rng);
 }
 
 }  // namespace
@@ -62,6 +68,27 @@ TEST_CASE("cuda: attention over the KV cache matches the CPU") {
       {8, 8, 128, 4100, KvType::f16},  {2, 1, 256, 300, KvType::f32},  {5, 5, 34, 129, KvType::f16},
   };
   for (const Config& c : configs) check_attention(c, rng);
+}
+
+// A prompt's rows (n > 8, one slot: attention_prefill.cu at head_dim 64 and 128), after
+// earlier positions of the slot are cached, with a partial last block of 64 rows; in order, in
+// shuffled order, and rows of two slots (attention.cu).
+TEST_CASE("cuda: prefill attention over a prompt's rows matches the CPU") {
+  std::mt19937_64 rng(13);
+  const Config configs[] = {{32, 8, 128, 400, KvType::f16}, {4, 2, 64, 400, KvType::f32},
+                            {8, 8, 128, 400, KvType::f32},  {6, 3, 64, 400, KvType::f16},
+                            {4, 4, 96, 400, KvType::f16}};
+  const int len[3] = {300, 200, 1};
+  for (const Config& c : configs) {
+    std::vector<RowInfo> rows;
+    for (int p = 130; p < 300; ++p) rows.push_back({0, p});  // 170 rows: 3 blocks, the last of 42
+    check_rows(c, len, rows, rng);
+    std::shuffle(rows.begin(), rows.end(), rng);
+    check_rows(c, len, rows, rng);
+    rows.resize(40);
+    for (int p = 0; p < 20; ++p) rows.push_back({1, 180 + p});
+    check_rows(c, len, rows, rng);
+  }
 }
 
 TEST_CASE("cuda: kv_store and attention refuse bad rows, layers and unstored positions") {
