@@ -263,7 +263,9 @@ void CudaBackend::matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, 
     return;
   }
   // Prefill: f16 rows of the weight, chunk by chunk, times x in f16 through cuBLAS.
-  const int64_t chunk_rows = std::clamp<int64_t>(int64_t(kDequantChunkBytes / (size_t(t.cols) * 2)), 1, t.rows);
+  // At most 65535 rows: the dequantization's grid has one row of blocks per weight row.
+  const int64_t chunk_rows =
+      std::clamp<int64_t>(int64_t(kDequantChunkBytes / (size_t(t.cols) * 2)), 1, std::min<int64_t>(t.rows, 65535));
   auto* wbuf = static_cast<uint16_t*>(
       st_->dequant.ensure(*st_, checked_mul("matmul", chunk_rows, t.cols * 2), "matmul dequantized chunk"));
   const uint16_t* xh = half_x(x, n, t.cols, ld, false, false);
