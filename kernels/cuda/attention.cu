@@ -23,6 +23,7 @@ constexpr int kWarps = 4;
 constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerLane = kMaxHeadDim / 32;
 constexpr int kMaxSplits = kAttentionMaxSplits;
+constexpr int kLaneDimsHd = 128;  // attend_lane_dims's head_dim
 
 template <bool kF16>
 __device__ __forceinline__ float kv_at(const void* base, int64_t i) {
@@ -91,13 +92,123 @@ __device__ __forceinline__ int64_t row_chunk(const AttentionArgs& a, int64_t end
   return max(c, ((end + a.splits - 1) / a.splits + 7) / 8 * 8);
 }
 
+// The warp's result for one head over positions [p_begin, p_end): with `direct`, out[d] = acc[d] / l;
+// otherwise the split's partial {acc[0 .. hd), m, l} for merge_splits.
+__device__ __forceinline__ void store_split(float* dst, bool direct, int d, float acc, float inv) {
+  dst[d] = direct ? acc * inv : acc;
+}
+
+// Any head_dim: lane j scores position p0 + j (the whole dot product), then the weights are
+// broadcast one by one and each lane accumulates dimensions lane, lane + 32, ... of the values.
+template <bool kF16>
+__device__ __forceinline__ void attend_lane_positions(const AttentionArgs& a, int64_t r, int64_t h, int64_t base,
+                                                      int64_t p_begin, int64_t p_end, bool direct, float* dst,
+                                                      float* q) {
+  const int lane = threadIdx.x & 31, hd = int(a.head_dim);
+  for (int d = lane; d < hd; d += 32) q[d] = a.q[(r * a.n_heads + h) * hd + d];
+  __syncwarp();
+  const float scale = float(1.0 / sqrt(double(hd)));
+  float m = -INFINITY, l = 0.0f, acc[kDimsPerLane];
+#pragma unroll
+  for (int i = 0; i < kDimsPerLane; ++i) acc[i] = 0.0f;
+  for (int64_t p0 = p_begin; p0 < p_end; p0 += 32) {
+    const int64_t p = p0 + lane;
+    const float s = p < p_end ? scale * key_dot<kF16>(q, a.k_cache, base + p * hd, hd) : -INFINITY;
+    const float block_max = warp_max(s);
+    if (block_max > m) {  // warp-uniform
+      const float c = expf(m - block_max);  // 0 on the first block
+      l *= c;
+#pragma unroll
+      for (int i = 0; i < kDimsPerLane; ++i) acc[i] *= c;
+      m = block_max;
+    }
+    const float e = p < p_end ? expf(s - m) : 0.0f;
+    l += warp_sum(e);
+    const int nb = int(min(int64_t(32), p_end - p0));
+    for (int j = 0; j < nb; ++j) {
+      const float ej = __shfl_sync(0xffffffffu, e, j);
+      const int64_t row_at = base + (p0 + j) * hd;
+#pragma unroll
+      for (int i = 0; i < kDimsPerLane; ++i) {
+        const int d = lane + 32 * i;
+        if (d < hd) acc[i] = fmaf(ej, kv_at<kF16>(a.v_cache, row_at + d), acc[i]);
+      }
+    }
+  }
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < kDimsPerLane; ++i)
+    if (lane + 32 * i < hd) store_split(dst, direct, lane + 32 * i, acc[i], inv);
+  if (!direct && lane == 0) dst[hd] = m, dst[hd + 1] = l;
+}
+
+// head_dim 128, f16 cache: lane owns dimensions 4 lane .. 4 lane + 3 of q, the keys and the
+// values, so a cached row is one 8-byte load per lane; a step takes 8 positions, whose key and
+// value loads are all issued before their sums. The per-position form above, at the 8-position
+// chunks of short contexts, kept 24 of 32 lanes idle while the others ran 128-term dot products,
+// and walked the values one position, one dependent load, at a time.
+__device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t r, int64_t h, int64_t base,
+                                                 int64_t p_begin, int64_t p_end, bool direct, float* dst) {
+  constexpr int kStep = 8;
+  const int lane = threadIdx.x & 31;
+  const float4 q = *reinterpret_cast<const float4*>(a.q + (r * a.n_heads + h) * kLaneDimsHd + 4 * lane);
+  const __half* kc = static_cast<const __half*>(a.k_cache) + base + 4 * lane;
+  const __half* vc = static_cast<const __half*>(a.v_cache) + base + 4 * lane;
+  const float scale = float(1.0 / sqrt(double(kLaneDimsHd)));
+  float m = -INFINITY, l = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t p0 = p_begin; p0 < p_end; p0 += kStep) {
+    uint2 kw[kStep], vw[kStep];
+#pragma unroll
+    for (int j = 0; j < kStep; ++j) {
+      const int64_t p = min(p0 + j, p_end - 1);  // past the end: a repeat, weighted 0 below
+      kw[j] = *reinterpret_cast<const uint2*>(kc + p * kLaneDimsHd);
+      vw[j] = *reinterpret_cast<const uint2*>(vc + p * kLaneDimsHd);
+    }
+    float s[kStep];
+#pragma unroll
+    for (int j = 0; j < kStep; ++j) {
+      const float2 k01 = __half22float2(as_half2(kw[j].x)), k23 = __half22float2(as_half2(kw[j].y));
+      s[j] = fmaf(q.x, k01.x, fmaf(q.y, k01.y, fmaf(q.z, k23.x, q.w * k23.y)));
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+      for (int j = 0; j < kStep; ++j) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kStep; ++j) {
+      s[j] = p0 + j < p_end ? scale * s[j] : -INFINITY;
+      block_max = fmaxf(block_max, s[j]);
+    }
+    if (block_max > m) {  // warp-uniform
+      const float c = expf(m - block_max);
+      l *= c;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[i] *= c;
+      m = block_max;
+    }
+#pragma unroll
+    for (int j = 0; j < kStep; ++j) {
+      const float e = p0 + j < p_end ? expf(s[j] - m) : 0.0f;
+      l += e;
+      const float2 v01 = __half22float2(as_half2(vw[j].x)), v23 = __half22float2(as_half2(vw[j].y));
+      acc[0] = fmaf(e, v01.x, acc[0]), acc[1] = fmaf(e, v01.y, acc[1]);
+      acc[2] = fmaf(e, v23.x, acc[2]), acc[3] = fmaf(e, v23.y, acc[3]);
+    }
+  }
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) store_split(dst, direct, 4 * lane + i, acc[i], inv);
+  if (!direct && lane == 0) dst[kLaneDimsHd] = m, dst[kLaneDimsHd + 1] = l;
+}
+
 template <bool kF16>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionArgs a) {
   pdl_enter();
   __shared__ float q_smem[kWarps][kMaxHeadDim];
   __shared__ float weight_smem[kWarps][kMaxSplits];
   __shared__ uint32_t last;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warp = threadIdx.x >> 5;
   const int64_t h = int64_t(blockIdx.x) * kWarps + warp, split = blockIdx.y, r = blockIdx.z;
   const int hd = int(a.head_dim);
   const RowInfo ri = a.rows[r];
@@ -110,52 +221,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   if (h < a.n_heads) {  // warps past the last head skip to the block's barriers
     const int64_t kv_head = h / (a.n_heads / a.n_kv_heads);
     const int64_t base = ((a.layer * a.n_slots + ri.slot) * a.n_kv_heads + kv_head) * a.n_ctx * a.head_dim;
-    float* q = q_smem[warp];
-    for (int d = lane; d < hd; d += 32) q[d] = a.q[(r * a.n_heads + h) * hd + d];
-    __syncwarp();
-    const float scale = float(1.0 / sqrt(double(hd)));
-    float m = -INFINITY, l = 0.0f, acc[kDimsPerLane];
-#pragma unroll
-    for (int i = 0; i < kDimsPerLane; ++i) acc[i] = 0.0f;
-    for (int64_t p0 = p_begin; p0 < p_end; p0 += 32) {
-      const int64_t p = p0 + lane;
-      const float s = p < p_end ? scale * key_dot<kF16>(q, a.k_cache, base + p * hd, hd) : -INFINITY;
-      const float block_max = warp_max(s);
-      if (block_max > m) {  // warp-uniform
-        const float c = expf(m - block_max);  // 0 on the first block
-        l *= c;
-#pragma unroll
-        for (int i = 0; i < kDimsPerLane; ++i) acc[i] *= c;
-        m = block_max;
-      }
-      const float e = p < p_end ? expf(s - m) : 0.0f;
-      l += warp_sum(e);
-      const int nb = int(min(int64_t(32), p_end - p0));
-      for (int j = 0; j < nb; ++j) {
-        const float ej = __shfl_sync(0xffffffffu, e, j);
-        const int64_t row_at = base + (p0 + j) * hd;
-#pragma unroll
-        for (int i = 0; i < kDimsPerLane; ++i) {
-          const int d = lane + 32 * i;
-          if (d < hd) acc[i] = fmaf(ej, kv_at<kF16>(a.v_cache, row_at + d), acc[i]);
-        }
-      }
-    }
-    if (direct) {
-      const float inv = 1.0f / l;
-#pragma unroll
-      for (int i = 0; i < kDimsPerLane; ++i)
-        if (lane + 32 * i < hd) a.out[(r * a.n_heads + h) * hd + lane + 32 * i] = acc[i] * inv;
-    } else {
-      float* part = a.partial + ((r * a.n_heads + h) * a.splits + split) * (hd + 2);
-#pragma unroll
-      for (int i = 0; i < kDimsPerLane; ++i)
-        if (lane + 32 * i < hd) part[lane + 32 * i] = acc[i];
-      if (lane == 0) {
-        part[hd] = m;
-        part[hd + 1] = l;
-      }
-    }
+    float* dst = direct ? a.out + (r * a.n_heads + h) * hd : a.partial + ((r * a.n_heads + h) * a.splits + split) * (hd + 2);
+    if (kF16 && hd == kLaneDimsHd)
+      attend_lane_dims(a, r, h, base, p_begin, p_end, direct, dst);
+    else
+      attend_lane_positions<kF16>(a, r, h, base, p_begin, p_end, direct, dst, q_smem[warp]);
   }
   if (direct) return;  // block-uniform
   __threadfence();
