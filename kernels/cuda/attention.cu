@@ -80,14 +80,16 @@ __device__ void merge_splits(const AttentionArgs& a, int64_t r, int64_t h, int u
 }
 
 // Positions per split for a row with `end` stored positions. Decode (a.adaptive): about
-// 8 sqrt(end / 128), to the nearest multiple of 8 - a split is one warp's chain of dependent
-// loads over its chunk, the merge a pass over the used splits, and on an H200 fixed chunks of
-// 8 / 16 / 32 were the fastest at 64 / 512 / 3900 positions (device run 9, NOTES.md) - and
-// never so small that the row needs more than the launch's splits. The launch has splits for
-// the smallest chunk, so this can follow the context without re-recording a captured graph.
+// 12 sqrt(end / 128), to the nearest multiple of 8 - a split is one warp's walk over its chunk,
+// the merge a pass over the used splits. On an H200 with attend_lane_dims, minimum chunks of
+// 8 / 16 / 32 / 64 gave 355 / 356 / 351 / 327 tok/s at 64 positions, all within 2% at 512, and
+// 244 / 244 / 248 / 257 at 3900 (device run 62; the per-position kernel before it had favoured
+// 8 sqrt(end / 128), run 9) - and never so small that the row needs more than the launch's
+// splits. The launch has splits for the smallest chunk, so this can follow the context without
+// re-recording a captured graph.
 __device__ __forceinline__ int64_t row_chunk(const AttentionArgs& a, int64_t end) {
   if (!a.adaptive) return a.chunk;
-  int64_t c = (int64_t(8.0f * sqrtf(float(end) / 128.0f)) + 4) / 8 * 8;
+  int64_t c = (int64_t(12.0f * sqrtf(float(end) / 128.0f)) + 4) / 8 * 8;
   c = max(c, a.chunk);
   return max(c, ((end + a.splits - 1) / a.splits + 7) / 8 * 8);
 }
@@ -204,7 +206,7 @@ __device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t
 
 template <bool kF16>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   __shared__ float q_smem[kWarps][kMaxHeadDim];
   __shared__ float weight_smem[kWarps][kMaxSplits];
   __shared__ uint32_t last;

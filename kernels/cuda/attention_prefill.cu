@@ -87,7 +87,7 @@ template <int HD, bool kF16>
 __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const AttentionArgs a) {
   using S = Smem<HD>;
   constexpr int kDims = HD / 16;
-  pdl_enter();
+  pdl_enter(a);
   extern __shared__ __align__(16) float smem[];
   float *qs = smem + S::kQ, *ks = smem + S::kK, *vs = smem + S::kV, *ps = smem + S::kP;
   __shared__ int last_pos;

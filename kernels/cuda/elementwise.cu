@@ -15,7 +15,7 @@ constexpr int kThreads = 256;
 int64_t blocks_for(int64_t n, int64_t per_block) { return (n + per_block - 1) / per_block; }
 
 __global__ void embed_kernel(const EmbedArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (c >= a.cols) return;
   const int64_t id = a.ids[r];
@@ -51,7 +51,7 @@ __device__ __forceinline__ float rms_inverse(const RmsnormArgs& a, int64_t j) {
 }
 
 __global__ void __launch_bounds__(kRmsThreads) rmsnorm_kernel(const RmsnormArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const float* x = a.x + int64_t(blockIdx.x) * a.width;
   float* y = a.out + int64_t(blockIdx.x) * a.width;
   const float inv = rms_inverse(a, blockIdx.x);
@@ -76,7 +76,7 @@ __device__ __forceinline__ int2 rotate_pair(const RopeArgs& a, int64_t r, int64_
 }
 
 __global__ void rope_kernel(const RopeArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t half = a.head_dim / 2;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (t >= a.n * a.n_heads * half) return;
@@ -95,7 +95,7 @@ __device__ __forceinline__ void store_kv(const KvStoreArgs& a, void* cache, int6
 }
 
 __global__ void kv_store_kernel(const KvStoreArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t width = a.n_kv_heads * a.head_dim;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (t >= a.n * width) return;
@@ -106,7 +106,7 @@ __global__ void kv_store_kernel(const KvStoreArgs a) {
 // rope(q), rope(k) and kv_store in one launch. Per row: the q pairs, then the k pairs (each
 // rotated k value also goes to the cache), then v two elements per thread.
 __global__ void rope_store_kernel(const RopeStoreArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t half = a.q.head_dim / 2, qn = a.q.n_heads * half, kn = a.k.n_heads * half;
   const int64_t per_row = qn + 2 * kn;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
@@ -135,20 +135,20 @@ __device__ __forceinline__ float silu_times(float g, float u) {
 }
 
 __global__ void swiglu_kernel(const SwigluArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= a.count) return;
   a.out[i] = silu_times(a.gate[i], a.up[i]);
 }
 
 __global__ void add_kernel(const AddArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i < a.count) a.x[i] += a.y[i];
 }
 
 __global__ void get_rows_kernel(const GetRowsArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t r = blockIdx.y, c = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
 }
@@ -218,7 +218,7 @@ __device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, 
 
 // One block of 128 threads per 128 columns and row.
 __global__ void convert_x_kernel(const ConvertXArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
   convert_store(a, j, c, (j < a.n && c < a.cols) ? a.x[j * a.cols + c] : 0.0f);
 }
@@ -226,7 +226,7 @@ __global__ void convert_x_kernel(const ConvertXArgs a) {
 // swiglu, then convert_x of its output (the down projection's x), in convert_x's grid: the
 // element's f32 result is stored and converted by the same thread.
 __global__ void swiglu_convert_kernel(const SwigluConvertArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;
   float v = 0.0f;
   if (j < a.conv.n && c < a.conv.cols) {
@@ -242,7 +242,7 @@ __global__ void swiglu_convert_kernel(const SwigluConvertArgs a) {
 // warps is one 128-column tile, and convert_x's per-tile sums are formed in the same order
 // (warp sums, then (w0 + w1) + (w2 + w3)) from shared memory.
 __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const RmsnormConvertArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   __shared__ float part[kFusedConvertMaxLd / 128][4][4];
   const ConvertXArgs& cv = a.conv;
   const int64_t j = blockIdx.x, tiles = cv.ld / 128;
@@ -307,7 +307,7 @@ __device__ __forceinline__ uint4 dequant_eight(const quant::TileView& v, int r, 
 // its per-weight dispatch made prefill's dequantization the largest cost of a chunk). The
 // bitwidth is chosen once per thread; a warp spans 256 columns, at most three tiles.
 __global__ void dequant_kernel(const DequantArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   // Block (x, y): eights 256 x .. 256 x + 255 of chunk row y. 32-bit index math: a row has
   // fewer than 2^31 columns (upload checks), and 64-bit divisions cost tens of instructions.
   const int cols = int(a.t.cols), e = int(blockIdx.x) * kThreads + int(threadIdx.x);
@@ -336,7 +336,7 @@ __global__ void dequant_kernel(const DequantArgs a) {
 // store, convert_store's rounding. One element per thread, as convert_x_kernel has, spent more on
 // blocks than on bytes (22 us for 512 x 4096 on an H200, ncu run 53).
 __global__ void convert_x_plain_kernel(const ConvertXArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   const int64_t j = blockIdx.y, c0 = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * 8;
   if (c0 >= a.ld) return;
   const float* x = a.x + j * a.cols;

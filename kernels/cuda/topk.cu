@@ -84,7 +84,7 @@ __device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
 
 // Block (b, r): columns [b * per_block, (b + 1) * per_block) of row r.
 __global__ void __launch_bounds__(kTopKThreads) top_k_kernel(const TopKArgs a) {
-  pdl_enter();
+  pdl_enter(a);
   __shared__ uint32_t last;
   const int64_t r = blockIdx.y, b = blockIdx.x;
   const float* row = a.logits + r * a.width;
