@@ -302,34 +302,44 @@ __device__ __forceinline__ uint4 dequant_eight(const quant::TileView& v, int r, 
   return make_uint4(h[0], h[1], h[2], h[3]);
 }
 
-// One thread per eight columns of a row: neighbouring threads write neighbouring 16 bytes of the
-// f16 chunk (the old one-thread-per-unit form stored 2 bytes per thread 64 bytes apart, and
-// its per-weight dispatch made prefill's dequantization the largest cost of a chunk). The
-// bitwidth is chosen once per thread; a warp spans 256 columns, at most three tiles.
+// One thread per 16 columns of a row (half a pack unit): neighbouring threads write neighbouring
+// 32 bytes of the f16 chunk (the first form, one thread per unit with 2-byte stores 64 bytes
+// apart and a bitwidth dispatch per weight, made prefill's dequantization the largest cost of a
+// chunk). The kernel is instruction-bound (ncu, run 59: SM 63% busy, DRAM 2%) and the tile
+// lookup costs about as much as decoding eight codes, so a thread decodes 16 per lookup (8:
+// 24.4 us per 16 MB chunk, run 58; 4 rows of 8 columns per thread: 96 registers, 32 us, run 64).
 __global__ void dequant_kernel(const DequantArgs a) {
   pdl_enter(a);
-  // Block (x, y): eights 256 x .. 256 x + 255 of chunk row y. 32-bit index math: a row has
-  // fewer than 2^31 columns (upload checks), and 64-bit divisions cost tens of instructions.
-  const int cols = int(a.t.cols), e = int(blockIdx.x) * kThreads + int(threadIdx.x);
-  if (e * 8 >= cols) return;
-  const int r = int(a.row0) + int(blockIdx.y), c0 = e * 8;
+  // Block (x, y): column groups 256 x .. 256 x + 255 of chunk row y. 32-bit index math: a row
+  // has fewer than 2^31 columns, and 64-bit divisions cost tens of instructions.
+  const int cols = int(a.t.cols), c0 = (int(blockIdx.x) * kThreads + int(threadIdx.x)) * 16;
+  if (c0 >= cols) return;
+  const int r = int(a.row0) + int(blockIdx.y);
   const quant::TiledDesc d = to_desc(a.t);
   const int tr = r / d.tile_rows, tc = c0 / d.tile_cols;
   const quant::TileView v = quant::tile_view(d, tr, tc);
   const int lr = r - tr * d.tile_rows, lc = c0 - tc * d.tile_cols;
   __half* out = reinterpret_cast<__half*>(a.out) + int64_t(blockIdx.y) * cols + c0;
-  // Whole eights of a 16-byte aligned row (cols % 8 == 0, as every model's are): one store.
-  // Otherwise, or past the tile's last column, element by element.
-  if (cols % 8 == 0 && lc + 8 <= v.cols) {
-    uint4 w{};
-    if (v.bits == quant::kKeepF16Bits)
-      w = *reinterpret_cast<const uint4*>(v.f16 + size_t(lr) * size_t(v.units) * 32 + lc);
-    else
-      quant::dispatch_codec(v.bits, [&](auto codec) { w = dequant_eight<decltype(codec)>(v, lr, lc / 32, (lc % 32) / 8); });
-    *reinterpret_cast<uint4*>(out) = w;
+  // Whole 16-column halves of a 16-byte aligned row (cols % 16 == 0, as every model's are): two
+  // stores. Otherwise, or past the tile's last column, element by element.
+  if (cols % 16 == 0 && lc + 16 <= v.cols) {
+    uint4 w0{}, w1{};
+    if (v.bits == quant::kKeepF16Bits) {
+      const uint4* src = reinterpret_cast<const uint4*>(v.f16 + size_t(lr) * size_t(v.units) * 32 + lc);
+      w0 = src[0], w1 = src[1];
+    } else {
+      quant::dispatch_codec(v.bits, [&](auto codec) {
+        using Codec = decltype(codec);
+        const int u = lc / 32, q = (lc % 32) / 8;
+        w0 = dequant_eight<Codec>(v, lr, u, q);
+        w1 = dequant_eight<Codec>(v, lr, u, q + 1);
+      });
+    }
+    reinterpret_cast<uint4*>(out)[0] = w0;
+    reinterpret_cast<uint4*>(out)[1] = w1;
     return;
   }
-  for (int i = 0; i < 8 && lc + i < v.cols; ++i) out[i] = __float2half_rn(tile_value(v, lr, lc + i));
+  for (int i = 0; i < 16 && lc + i < v.cols; ++i) out[i] = __float2half_rn(tile_value(v, lr, lc + i));
 }
 
 // convert_x without sums or digits (prefill's x for cuBLAS): 8 columns per thread, one 16-byte
@@ -443,7 +453,7 @@ void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c) {
 void launch_dequant(const DequantArgs& a, const ExecContext& c) {
   if (a.nrows == 0) return;
   if (a.nrows > 65535) fail("matmul", "dequantizing ", a.nrows, " rows in one launch (at most 65535)");
-  launch_pdl(dequant_kernel, dim3(unsigned(blocks_for((a.t.cols + 7) / 8, kThreads)), unsigned(a.nrows)), kThreads, 0,
+  launch_pdl(dequant_kernel, dim3(unsigned(blocks_for((a.t.cols + 15) / 16, kThreads)), unsigned(a.nrows)), kThreads, 0,
              c, a);
   check_launch();
 }
