@@ -201,6 +201,7 @@ VulkanStats VulkanBackend::stats() const {
   s.validation = st_->ctx.validation;
   s.subgroup_reductions = st_->ctx.subgroup_arith;
   s.integer_dot = integer_dot_;
+  s.cooperative_matrix = st_->ctx.coopmat;
   s.device_bytes = st_->ctx.live_bytes;
   return s;
 }

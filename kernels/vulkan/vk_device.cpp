@@ -80,6 +80,31 @@ bool integer_dot_supported(VkPhysicalDevice phys) {
   return dot.shaderIntegerDotProduct == VK_TRUE;
 }
 
+// The prefill GEMM on cooperative matrices (matmul_coopmat.comp) needs VK_NV_cooperative_matrix
+// with 16 x 16 x 16 f16 x f16 -> f32 subgroup products, shaderFloat16 (its shared-memory tiles are
+// f16) and 32-invocation subgroups (the shader's layout). NVIDIA's driver has it; llvmpipe does not.
+bool coopmat_supported(VkInstance instance, VkPhysicalDevice phys, uint32_t subgroup_size) {
+  if (subgroup_size != 32 || !device_extension_available(phys, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) return false;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceShaderFloat16Int8Features f16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+  f16.pNext = &cm;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &f16;
+  vkGetPhysicalDeviceFeatures2(phys, &f2);
+  if (!cm.cooperativeMatrix || !f16.shaderFloat16) return false;
+  auto props_fn = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+      vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+  uint32_t n = 0;
+  if (!props_fn || props_fn(phys, &n, nullptr) != VK_SUCCESS) return false;
+  std::vector<VkCooperativeMatrixPropertiesNV> props(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  if (props_fn(phys, &n, props.data()) != VK_SUCCESS) return false;
+  return std::any_of(props.begin(), props.end(), [](const VkCooperativeMatrixPropertiesNV& c) {
+    return c.MSize == 16 && c.NSize == 16 && c.KSize == 16 && c.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+           c.BType == VK_COMPONENT_TYPE_FLOAT16_NV && c.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+           c.DType == VK_COMPONENT_TYPE_FLOAT32_NV && c.scope == VK_SCOPE_SUBGROUP_NV;
+  });
+}
+
 bool layer_available(const char* name) {
   uint32_t n = 0;
   if (vkEnumerateInstanceLayerProperties(&n, nullptr) != VK_SUCCESS) return false;
@@ -262,6 +287,19 @@ Context::Context(int device_index) {
       dot_feature.shaderIntegerDotProduct = VK_TRUE;
       features = &dot_feature;
       extensions.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    }
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cm_feature{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceShaderFloat16Int8Features f16_feature{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+    // VkPhysicalDeviceShaderFloat16Int8Features is core from Vulkan 1.2 on.
+    if (props.apiVersion >= VK_API_VERSION_1_2 && coopmat_supported(instance, phys, subgroup_size) &&
+        env_flag("SBITS_VULKAN_COOPMAT", true)) {
+      coopmat = true;
+      cm_feature.cooperativeMatrix = VK_TRUE;
+      f16_feature.shaderFloat16 = VK_TRUE;
+      f16_feature.pNext = const_cast<void*>(features);
+      cm_feature.pNext = &f16_feature;
+      features = &cm_feature;
+      extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
     }
     const char* stats_ext = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR stats_feature{

@@ -72,6 +72,9 @@ class Context {
   // shaderIntegerDotProduct enabled (VK_KHR_shader_integer_dot_product):
   // matvec_dot.comp. SBITS_VULKAN_INTEGER_DOT=0 leaves it off.
   bool integer_dot = false;
+  // VK_NV_cooperative_matrix and shaderFloat16 enabled: the prefill GEMM on tiled weights runs on
+  // matrix units (matmul_coopmat.comp). SBITS_VULKAN_COOPMAT=0 leaves it off.
+  bool coopmat = false;
   bool validation = false;
   // SBITS_VULKAN_PIPELINE_STATS (tuning): 1 prints the driver's statistics of every pipeline
   // created (registers, instructions, spills: whatever the driver reports), 2 also writes its

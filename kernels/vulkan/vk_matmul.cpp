@@ -20,7 +20,7 @@ constexpr int kDecodeMaxRows = 8;
 // is a dequantization and a GEMM dispatch; fewer, fuller blocks pay fewer GEMM tails: 7B prefill
 // 1206-1215 tok/s vs 1078-1086 with 32 MB blocks (H200, run 55).
 constexpr size_t kDequantFloats = size_t(32) << 20;
-// matmul_dense.comp's workgroup: 64 outputs (W rows) x 64 rows of x.
+// matmul_dense.comp's and matmul_coopmat.comp's workgroup: 64 outputs (W rows) x 64 rows of x.
 constexpr int64_t kGemmOutputs = 64, kGemmRows = 64;
 uint32_t gemm_groups_x(int64_t outputs) { return uint32_t((outputs + kGemmOutputs - 1) / kGemmOutputs); }
 uint32_t gemm_groups_y(int64_t n) { return uint32_t((n + kGemmRows - 1) / kGemmRows); }
@@ -138,10 +138,15 @@ void VulkanBackend::matmul_dense(const VkWeightObj& w, const VkBufferObj& x, int
 void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int n, VkBufferObj& y, bool accumulate) {
   if (n <= kDecodeMaxRows) return matvec_tiled(w, x, n, y, accumulate);
   const int64_t rows = w.rows, cols = w.cols;
+  // Matrix units where the device has them (matmul_coopmat.comp: whole 32-column steps, f16
+  // weights and x, f32 sums); f32 dequantization and the shared-memory GEMM otherwise. Both
+  // dequantize blocks of up to kDequantFloats weights, so the scratch has the same size.
+  const bool coopmat = st_->ctx.coopmat && cols % 32 == 0;
+  const size_t elem = coopmat ? 2 : 4;
   int64_t block = std::max<int64_t>(1, int64_t(kDequantFloats) / cols);
   if (block >= kGemmOutputs) block = block / kGemmOutputs * kGemmOutputs;
   block = std::min(block, rows);
-  DeviceBuffer& s = scratch(dequant_, size_t(block * cols) * 4, false, "matmul scratch");
+  DeviceBuffer& s = scratch(dequant_, size_t(block * cols) * elem, false, "matmul scratch");
   for (int64_t o0 = 0; o0 < rows; o0 += block) {
     const int64_t nb = std::min(block, rows - o0);
     st_->stream.reserve(0, 2, "matmul");
@@ -149,12 +154,12 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
     tp.n_out = uint32_t(nb);
     tp.row0 = uint32_t(o0);
     const BufRef sr{s.buffer};
-    dispatch_1d(pipeline("tiled", {1, 1, 64}, 5), {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, sr, sr, sr}, &tp,
-                sizeof(tp), size_t(nb) * size_t((cols + 7) / 8));
+    dispatch_1d(pipeline("tiled", {coopmat ? 2u : 1u, 1, 64}, 5), {BufRef{w.mem.buffer}, BufRef{w.table.buffer}, sr, sr, sr},
+                &tp, sizeof(tp), size_t(nb) * size_t((cols + 7) / 8));
     const uint32_t pc[7] = {uint32_t(n), uint32_t(nb), uint32_t(cols), uint32_t(cols), uint32_t(o0), uint32_t(rows),
                             accumulate ? 1u : 0u};
-    st_->stream.dispatch(pipeline("matmul_dense", {0}, 3), {sr, x.ref(), y.ref()}, pc, sizeof(pc),
-                         gemm_groups_x(nb), gemm_groups_y(n));
+    st_->stream.dispatch(coopmat ? pipeline("matmul_coopmat", {}, 3) : pipeline("matmul_dense", {0}, 3),
+                         {sr, x.ref(), y.ref()}, pc, sizeof(pc), gemm_groups_x(nb), gemm_groups_y(n));
   }
 }
 

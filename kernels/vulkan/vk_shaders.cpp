@@ -9,6 +9,8 @@
 #include "elementwise_sg1_spv.h"
 #include "kv_store_sg0_spv.h"
 #include "kv_store_sg1_spv.h"
+#include "matmul_coopmat_sg0_spv.h"
+#include "matmul_coopmat_sg1_spv.h"
 #include "matmul_dense_sg0_spv.h"
 #include "matmul_dense_sg1_spv.h"
 #include "matvec_dot_sg0_spv.h"
@@ -43,6 +45,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
   SBITS_VK_SHADER(copy)
   SBITS_VK_SHADER(elementwise)
   SBITS_VK_SHADER(kv_store)
+  SBITS_VK_SHADER(matmul_coopmat)
   SBITS_VK_SHADER(matmul_dense)
   SBITS_VK_SHADER(matvec_dot)
   SBITS_VK_SHADER(matvec_tiled)
@@ -69,7 +72,9 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "matvec_tiled" || family == "matvec_dot") return (1u << 3) | (1u << 4) | (1u << 5);
   if (family == "xq") return !spec.empty() && spec[0] == 0 ? 1u << 3 : (1u << 2) | (1u << 3);  // convert: Q only
   if (family == "topk" || family == "copy") return 1u << 1;
-  if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense") return 1u << 2;
+  if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense" ||
+      family == "matmul_coopmat")
+    return 1u << 2;
   fail("pipeline", "no write set is known for shader family '", family, "'");
 }
 

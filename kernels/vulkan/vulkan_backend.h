@@ -64,6 +64,7 @@ struct VulkanStats {
   bool validation = false;         // the validation layer is enabled
   bool subgroup_reductions = false;  // the shaders reduce with subgroup arithmetic
   bool integer_dot = false;          // the split matvec multiplies by integer dot products
+  bool cooperative_matrix = false;   // the prefill GEMM on tiled weights uses matrix units (f16)
   uint64_t device_bytes = 0;       // device memory held now
 };
 

@@ -11,6 +11,8 @@
 //     so that neighbouring invocations write neighbouring 32 bytes (two vec4 stores). One
 //     invocation per 32-column unit with scalar stores 128 bytes apart ran at ~270 GB/s on an
 //     H200 (run 54), 16% of the 7B's prefill.
+//   2 dequantize to f16 (packHalf2x16 of MODE 1's values), for matmul_coopmat.comp: one uvec4
+//     store per invocation; the host asks for it only when cols % 8 == 0.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
@@ -24,6 +26,7 @@ layout(binding = 2) readonly buffer BX { float X[]; };
 layout(binding = 2) readonly buffer BX4 { vec4 X4[]; };
 layout(binding = 3) buffer BY { float Y[]; };
 layout(binding = 3) buffer BY4 { vec4 Y4[]; };
+layout(binding = 3) buffer BYH { uvec4 YH8[]; };  // MODE 2: 8 halves per element
 layout(binding = 4) readonly buffer BI { int IDS[]; };
 layout(push_constant) uniform P {
   uint rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
@@ -213,6 +216,11 @@ void dequantize() {
   float wv[8];
   unit_weights(tile.x, tile.y * 4u, rows_t, units, groups, row, e / 4u, e % 4u, wv);
   const uint c0 = tc * p.C + e * 8u, at = r * p.cols + c0;
+  if (MODE == 2u) {
+    YH8[at / 8u] = uvec4(packHalf2x16(vec2(wv[0], wv[1])), packHalf2x16(vec2(wv[2], wv[3])),
+                         packHalf2x16(vec2(wv[4], wv[5])), packHalf2x16(vec2(wv[6], wv[7])));
+    return;
+  }
   if (p.cols % 4u == 0u && c0 + 8u <= p.cols) {  // 16-byte aligned: every row starts at a multiple of 4
     Y4[at / 4u] = vec4(wv[0], wv[1], wv[2], wv[3]);
     Y4[at / 4u + 1u] = vec4(wv[4], wv[5], wv[6], wv[7]);

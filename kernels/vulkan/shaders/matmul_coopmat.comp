@@ -1,0 +1,87 @@
+#version 450
+// Prefill on matrix units (VK_NV_cooperative_matrix; the backend creates this pipeline only where
+// Context::coopmat): Y[j, o0 + o] (=|+=) sum_i X[j, i] W[o, i] for n > 8 rows, W a block of
+// tiled rows dequantized to f16 (tiled.comp MODE 2; row stride ldw halves), X f32 rounded to f16
+// here (saturating at +-65504, as the CUDA backend's prefill), products summed in f32.
+//
+// A workgroup of 4 subgroups of 32 takes 64 outputs x 64 rows of x, 32 columns of i per step,
+// staged in shared memory as f16; subgroup s computes rows 32 (s / 2) .. + 31 x outputs
+// 32 (s % 2) .. + 31 as 2 x 2 products of 16 x 16 x 16. Its results go through shared memory to
+// Y, so edge blocks (rows past n, outputs past `rows`) and accumulation need no special case.
+// The host takes this path only when cols % 32 == 0 and ldw % 8 == 0 (whole 16-byte loads, no
+// partial column step). Run 69 (H200): staging 64 columns per step as uvec4 groups that the
+// cooperative loads read as halves was 1.4x slower per GEMM (913 vs 650 us per 8192-row block).
+#extension GL_NV_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_control_flow_attributes : require
+layout(local_size_x = 128) in;
+layout(binding = 0) readonly buffer BW { uvec4 W8[]; };  // 8 halves per element
+layout(binding = 1) readonly buffer BX { vec4 X4[]; };
+layout(binding = 2) buffer BY { float Y[]; };
+layout(push_constant) uniform P { uint n, rows, cols, ldw, o0, ldy, accumulate; } p;
+
+const uint BM = 64, BN = 64, BK = 32;
+// Row strides: 40 halves (80 bytes) and 68 floats keep every row 16-byte aligned, as the
+// cooperative loads and stores want, and stagger rows across banks.
+const uint LDH = BK + 8, LDC = BM + 4;
+shared float16_t ws[BM * LDH];
+shared float16_t xs[BN * LDH];
+shared float cs[BN * LDC];
+
+#define MAT16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define MAT32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+
+// Columns k0 .. k0 + 31 of the block's W rows and x rows into shared memory (zeros past the
+// matrices' rows): 256 groups of 8 halves of W and 512 vec4 of x per step, 2 and 4 per invocation.
+void stage(uint t, uint ob, uint jb, uint k0) {
+  [[unroll]] for (uint i = 0; i < 2u; ++i) {
+    const uint e = t + 128u * i, r = e / 4u, c = (e % 4u) * 8u;
+    uvec4 w = uvec4(0u);
+    if (ob + r < p.rows) w = W8[((ob + r) * p.ldw + k0 + c) / 8u];
+    [[unroll]] for (uint h = 0; h < 4u; ++h) {
+      const f16vec2 v = unpackFloat2x16(w[h]);
+      ws[r * LDH + c + 2u * h] = v.x;
+      ws[r * LDH + c + 2u * h + 1u] = v.y;
+    }
+  }
+  [[unroll]] for (uint i = 0; i < 4u; ++i) {
+    const uint e = t + 128u * i, r = e / 8u, c = (e % 8u) * 4u;
+    vec4 x = vec4(0.0);
+    if (jb + r < p.n) x = clamp(X4[((jb + r) * p.cols + k0 + c) / 4u], -65504.0, 65504.0);
+    [[unroll]] for (uint h = 0; h < 4u; ++h) xs[r * LDH + c + h] = float16_t(x[h]);
+  }
+}
+
+void main() {
+  const uint t = gl_LocalInvocationIndex, s = t / 32u;
+  const uint ob = gl_WorkGroupID.x * BM, jb = gl_WorkGroupID.y * BN;
+  const uint js = (s / 2u) * 32u, os = (s % 2u) * 32u;  // the subgroup's quarter of the block
+  MAT32 acc[2][2];
+  [[unroll]] for (uint a = 0; a < 2u; ++a)
+    [[unroll]] for (uint b = 0; b < 2u; ++b) acc[a][b] = MAT32(0.0);
+  for (uint k0 = 0; k0 < p.cols; k0 += BK) {
+    barrier();  // the previous step's loads from shared memory are done
+    stage(t, ob, jb, k0);
+    barrier();
+    [[unroll]] for (uint kk = 0; kk < BK; kk += 16u) {
+      MAT16 xa[2], wb[2];
+      // x rows as A (16 rows x 16 columns of i, row-major); W rows as B = W^T (16 of i x 16
+      // outputs): element (i, o) at o * LDH + i, i.e. column-major.
+      [[unroll]] for (uint a = 0; a < 2u; ++a) coopMatLoadNV(xa[a], xs, (js + 16u * a) * LDH + kk, LDH, false);
+      [[unroll]] for (uint b = 0; b < 2u; ++b) coopMatLoadNV(wb[b], ws, (os + 16u * b) * LDH + kk, LDH, true);
+      [[unroll]] for (uint a = 0; a < 2u; ++a)
+        [[unroll]] for (uint b = 0; b < 2u; ++b) acc[a][b] = coopMatMulAddNV(xa[a], wb[b], acc[a][b]);
+    }
+  }
+  [[unroll]] for (uint a = 0; a < 2u; ++a)
+    [[unroll]] for (uint b = 0; b < 2u; ++b) coopMatStoreNV(acc[a][b], cs, (js + 16u * a) * LDC + os + 16u * b, LDC, false);
+  barrier();
+  for (uint e = t; e < BM * BN; e += 128u) {
+    const uint j = jb + e / BM, o = ob + e % BM;
+    if (j < p.n && o < p.rows) {
+      const uint yi = j * p.ldy + p.o0 + o;
+      Y[yi] = (p.accumulate != 0u ? Y[yi] : 0.0) + cs[(e / BM) * LDC + e % BM];
+    }
+  }
+}
