@@ -20,8 +20,8 @@ constexpr int kDecodeMaxRows = 8;
 // is a dequantization and a GEMM dispatch; fewer, fuller blocks pay fewer GEMM tails: 7B prefill
 // 1206-1215 tok/s vs 1078-1086 with 32 MB blocks (H200, run 55).
 constexpr size_t kDequantFloats = size_t(32) << 20;
-// matmul_dense.comp's and matmul_coopmat.comp's workgroup: 64 outputs (W rows) x 64 rows of x.
-constexpr int64_t kGemmOutputs = 64, kGemmRows = 64;
+// matmul_dense.comp's workgroup: 64 outputs (W rows) x 64 rows of x; matmul_coopmat.comp's: 128 x 64.
+constexpr int64_t kGemmOutputs = 64, kGemmRows = 64, kCoopmatOutputs = 128;
 uint32_t gemm_groups_x(int64_t outputs) { return uint32_t((outputs + kGemmOutputs - 1) / kGemmOutputs); }
 uint32_t gemm_groups_y(int64_t n) { return uint32_t((n + kGemmRows - 1) / kGemmRows); }
 
@@ -158,8 +158,12 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
                 &tp, sizeof(tp), size_t(nb) * size_t((cols + 7) / 8));
     const uint32_t pc[7] = {uint32_t(n), uint32_t(nb), uint32_t(cols), uint32_t(cols), uint32_t(o0), uint32_t(rows),
                             accumulate ? 1u : 0u};
-    st_->stream.dispatch(coopmat ? pipeline("matmul_coopmat", {}, 3) : pipeline("matmul_dense", {0}, 3),
-                         {sr, x.ref(), y.ref()}, pc, sizeof(pc), gemm_groups_x(nb), gemm_groups_y(n));
+    if (coopmat)
+      st_->stream.dispatch(pipeline("matmul_coopmat", {}, 3), {sr, x.ref(), y.ref()}, pc, sizeof(pc),
+                           uint32_t((nb + kCoopmatOutputs - 1) / kCoopmatOutputs), gemm_groups_y(n));
+    else
+      st_->stream.dispatch(pipeline("matmul_dense", {0}, 3), {sr, x.ref(), y.ref()}, pc, sizeof(pc), gemm_groups_x(nb),
+                           gemm_groups_y(n));
   }
 }
 

@@ -4,27 +4,29 @@
 // tiled rows dequantized to f16 (tiled.comp MODE 2; row stride ldw halves), X f32 rounded to f16
 // here (saturating at +-65504, as the CUDA backend's prefill), products summed in f32.
 //
-// A workgroup of 4 subgroups of 32 takes 64 outputs x 64 rows of x, 32 columns of i per step,
-// staged in shared memory as f16; subgroup s computes rows 32 (s / 2) .. + 31 x outputs
-// 32 (s % 2) .. + 31 as 2 x 2 products of 16 x 16 x 16. Its results go through shared memory to
+// A workgroup of 8 subgroups of 32 takes 128 outputs x 64 rows of x, 32 columns of i per step,
+// staged in shared memory as f16; subgroup s computes rows 32 (s / 4) .. + 31 x outputs
+// 32 (s % 4) .. + 31 as 2 x 2 products of 16 x 16 x 16. Its results go through shared memory to
 // Y, so edge blocks (rows past n, outputs past `rows`) and accumulation need no special case.
 // The host takes this path only when cols % 32 == 0 and ldw % 8 == 0 (whole 16-byte loads, no
-// partial column step). Run 69 (H200): staging 64 columns per step as uvec4 groups that the
-// cooperative loads read as halves was 1.4x slower per GEMM (913 vs 650 us per 8192-row block).
+// partial column step). H200 (runs 68-71), per GEMM of an 8192 x 4096 block by 512 rows: 64 x 64
+// blocks of 4 subgroups 650 us, these 420 us (x, staged from f32 by every workgroup, is read once
+// per 128 outputs instead of 64); 64 columns per step staged as uvec4 groups that the cooperative
+// loads read as halves 913 us.
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_control_flow_attributes : require
-layout(local_size_x = 128) in;
+layout(local_size_x = 256) in;
 layout(binding = 0) readonly buffer BW { uvec4 W8[]; };  // 8 halves per element
 layout(binding = 1) readonly buffer BX { vec4 X4[]; };
 layout(binding = 2) buffer BY { float Y[]; };
 layout(push_constant) uniform P { uint n, rows, cols, ldw, o0, ldy, accumulate; } p;
 
-const uint BM = 64, BN = 64, BK = 32;
+const uint BM = 128, BN = 64, BK = 32;
 // Row strides: 40 halves (80 bytes) and 68 floats keep every row 16-byte aligned, as the
 // cooperative loads and stores want, and stagger rows across banks.
-const uint LDH = BK + 8, LDC = BM + 4;
+const uint LDH = BK + 8, LDC = BM;  // LDC unpadded: 48 KB of shared memory in all
 shared float16_t ws[BM * LDH];
 shared float16_t xs[BN * LDH];
 shared float cs[BN * LDC];
@@ -36,7 +38,7 @@ shared float cs[BN * LDC];
 // matrices' rows): 256 groups of 8 halves of W and 512 vec4 of x per step, 2 and 4 per invocation.
 void stage(uint t, uint ob, uint jb, uint k0) {
   [[unroll]] for (uint i = 0; i < 2u; ++i) {
-    const uint e = t + 128u * i, r = e / 4u, c = (e % 4u) * 8u;
+    const uint e = t + 256u * i, r = e / 4u, c = (e % 4u) * 8u;
     uvec4 w = uvec4(0u);
     if (ob + r < p.rows) w = W8[((ob + r) * p.ldw + k0 + c) / 8u];
     [[unroll]] for (uint h = 0; h < 4u; ++h) {
@@ -45,8 +47,8 @@ void stage(uint t, uint ob, uint jb, uint k0) {
       ws[r * LDH + c + 2u * h + 1u] = v.y;
     }
   }
-  [[unroll]] for (uint i = 0; i < 4u; ++i) {
-    const uint e = t + 128u * i, r = e / 8u, c = (e % 8u) * 4u;
+  [[unroll]] for (uint i = 0; i < 2u; ++i) {
+    const uint e = t + 256u * i, r = e / 8u, c = (e % 8u) * 4u;
     vec4 x = vec4(0.0);
     if (jb + r < p.n) x = clamp(X4[((jb + r) * p.cols + k0 + c) / 4u], -65504.0, 65504.0);
     [[unroll]] for (uint h = 0; h < 4u; ++h) xs[r * LDH + c + h] = float16_t(x[h]);
@@ -56,7 +58,7 @@ void stage(uint t, uint ob, uint jb, uint k0) {
 void main() {
   const uint t = gl_LocalInvocationIndex, s = t / 32u;
   const uint ob = gl_WorkGroupID.x * BM, jb = gl_WorkGroupID.y * BN;
-  const uint js = (s / 2u) * 32u, os = (s % 2u) * 32u;  // the subgroup's quarter of the block
+  const uint js = (s / 4u) * 32u, os = (s % 4u) * 32u;  // the subgroup's eighth of the block
   MAT32 acc[2][2];
   [[unroll]] for (uint a = 0; a < 2u; ++a)
     [[unroll]] for (uint b = 0; b < 2u; ++b) acc[a][b] = MAT32(0.0);
@@ -77,7 +79,7 @@ void main() {
   [[unroll]] for (uint a = 0; a < 2u; ++a)
     [[unroll]] for (uint b = 0; b < 2u; ++b) coopMatStoreNV(acc[a][b], cs, (js + 16u * a) * LDC + os + 16u * b, LDC, false);
   barrier();
-  for (uint e = t; e < BM * BN; e += 128u) {
+  for (uint e = t; e < BM * BN; e += 256u) {
     const uint j = jb + e / BM, o = ob + e % BM;
     if (j < p.n && o < p.rows) {
       const uint yi = j * p.ldy + p.o0 + o;
