@@ -101,9 +101,9 @@ class CudaBackend final : public Backend {
   // kv_store's checks; the arguments without the staged rows.
   KvStoreArgs kv_store_args(const char* op, CudaKvCache& c, int layer, const Buffer& k, const Buffer& v, int n,
                             const RowInfo* rows);
-  // attention() for n > 8 rows of one slot at head_dim 64 or 128, after its checks.
-  void attention_prefill(const CudaBuffer& q, CudaKvCache& c, int layer, int n, const RowInfo* rows,
-                         const AttentionShape& shape, CudaBuffer& out);
+  // Begins attention's op (rows staged) with the arguments both of its kernels take.
+  AttentionArgs attention_args(const CudaBuffer& q, CudaKvCache& c, int layer, int n, const RowInfo* rows,
+                               const AttentionShape& shape, CudaBuffer& out);
   void matmul_dense(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void matmul_tiled(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   // An f16 (or bf16) copy of x's first n rows, ld columns (zero beyond cols), with per-128-column

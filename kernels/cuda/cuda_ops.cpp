@@ -270,7 +270,10 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   if (n == 0) return;
   if (n > kMatvecMaxRows && attention_prefill_fits(shape.head_dim) &&
       std::all_of(rows, rows + n, [&](const RowInfo& r) { return r.slot == rows[0].slot; })) {
-    attention_prefill(qs, c, layer, n, rows, shape, os);
+    // A prompt's rows (attention_prefill.cu): one block per 64 rows and head, no splits.
+    const AttentionArgs a = attention_args(qs, c, layer, n, rows, shape, os);
+    stamp(os);
+    record(run<AttentionArgs, launch_attention_prefill>, a);
     return;
   }
   // Splits from the cache size and the batch only, never the positions (see attention.cu).
@@ -296,23 +299,9 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
         *st_, checked_mul(op, int64_t(n) * shape.n_heads * splits, int64_t(shape.head_dim + 2) * 4), "attention"));
     counters = static_cast<uint32_t*>(st_->attn_counters.ensure(*st_, size_t(head_blocks) * 4, "attention counters"));
   }
-  st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
-  auto a = zeroed<AttentionArgs>();
-  a.q = qs.ptr();
-  a.k_cache = c.k.get();
-  a.v_cache = c.v.get();
-  a.rows = static_cast<const RowInfo*>(st_->queue->stage(rows, size_t(n) * sizeof(RowInfo)));
-  a.out = os.ptr();
+  AttentionArgs a = attention_args(qs, c, layer, n, rows, shape, os);
   a.partial = partial;
   a.counters = counters;
-  a.n = n;
-  a.layer = layer;
-  a.n_slots = d.n_slots;
-  a.n_ctx = d.n_ctx;
-  a.n_heads = shape.n_heads;
-  a.n_kv_heads = shape.n_kv_heads;
-  a.head_dim = shape.head_dim;
-  a.f16 = d.type == KvType::f16;
   a.splits = splits;
   a.chunk = chunk;
   a.adaptive = n <= 8 && attn_adaptive_;
@@ -320,9 +309,9 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   record(run<AttentionArgs, launch_attention>, a);
 }
 
-// A prompt's rows (attention_prefill.cu): one block per 64 rows and head, no splits.
-void CudaBackend::attention_prefill(const CudaBuffer& q, CudaKvCache& c, int layer, int n, const RowInfo* rows,
-                                    const AttentionShape& shape, CudaBuffer& out) {
+// Begins attention's op (its rows staged) and fills the arguments both kernels take.
+AttentionArgs CudaBackend::attention_args(const CudaBuffer& q, CudaKvCache& c, int layer, int n, const RowInfo* rows,
+                                          const AttentionShape& shape, CudaBuffer& out) {
   st_->queue->begin_op(size_t(n) * sizeof(RowInfo));
   auto a = zeroed<AttentionArgs>();
   a.q = q.ptr();
@@ -338,8 +327,7 @@ void CudaBackend::attention_prefill(const CudaBuffer& q, CudaKvCache& c, int lay
   a.n_kv_heads = shape.n_kv_heads;
   a.head_dim = shape.head_dim;
   a.f16 = c.desc.type == KvType::f16;
-  stamp(out);
-  record(run<AttentionArgs, launch_attention_prefill>, a);
+  return a;
 }
 
 void CudaBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t* ids, float* vals) {
