@@ -83,6 +83,83 @@ __device__ __forceinline__ float half_warp_sum(float v) {
   return v;
 }
 
+// Scores of the thread's rows ti + 16 i and keys tj + 16 b of the staged block: dot products
+// over d ascending, 4 dimensions per shared-memory read.
+template <int HD>
+__device__ __forceinline__ void block_dots(const float* qs, const float* ks, int ti, int tj,
+                                           float (&s)[kRowsPerThread][kKeysPerThread]) {
+  using S = Smem<HD>;
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+    for (int b = 0; b < kKeysPerThread; ++b) s[i][b] = 0.0f;
+  for (int d = 0; d < HD; d += 4) {
+    float4 q4[kRowsPerThread], k4[kKeysPerThread];
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) q4[i] = *reinterpret_cast<const float4*>(qs + (ti + 16 * i) * S::kLd + d);
+#pragma unroll
+    for (int b = 0; b < kKeysPerThread; ++b) k4[b] = *reinterpret_cast<const float4*>(ks + (tj + 16 * b) * S::kLd + d);
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+      for (int b = 0; b < kKeysPerThread; ++b) {
+        s[i][b] = fmaf(q4[i].x, k4[b].x, s[i][b]);
+        s[i][b] = fmaf(q4[i].y, k4[b].y, s[i][b]);
+        s[i][b] = fmaf(q4[i].z, k4[b].z, s[i][b]);
+        s[i][b] = fmaf(q4[i].w, k4[b].w, s[i][b]);
+      }
+  }
+}
+
+// One row's online-softmax step over its keys p + 16 b of the block (visible when <= pos): the
+// running max m and sum l, the accumulators rescaled, the probabilities to prow[16 b].
+template <int kDims>
+__device__ __forceinline__ void softmax_step(const float (&s)[kKeysPerThread], int p, int pos, float scale, float& m,
+                                             float& l, float (&acc)[kDims], float* prow) {
+  float e[kKeysPerThread], block_max = -INFINITY;
+#pragma unroll
+  for (int b = 0; b < kKeysPerThread; ++b) {
+    e[b] = p + 16 * b <= pos ? scale * s[b] : -INFINITY;
+    block_max = fmaxf(block_max, e[b]);
+  }
+  const float mn = fmaxf(m, half_warp_max(block_max));
+  const float c = mn == -INFINITY ? 1.0f : expf(m - mn);  // 0 on the row's first keys
+  float sum = 0.0f;
+#pragma unroll
+  for (int b = 0; b < kKeysPerThread; ++b) {
+    e[b] = e[b] == -INFINITY ? 0.0f : expf(e[b] - mn);
+    sum += e[b];
+    prow[16 * b] = e[b];
+  }
+  l = l * c + half_warp_sum(sum);
+  m = mn;
+#pragma unroll
+  for (int k = 0; k < kDims; ++k) acc[k] *= c;
+}
+
+// acc[i][k] += sum_j p[row ti + 16 i][j] v[j][tj + 16 k] over the block's keys.
+template <int HD>
+__device__ __forceinline__ void add_values(const float* ps, const float* vs, int ti, int tj,
+                                           float (&acc)[kRowsPerThread][HD / 16]) {
+  using S = Smem<HD>;
+  for (int j = 0; j < kKeys; j += 4) {
+    float4 p4[kRowsPerThread];
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) p4[i] = *reinterpret_cast<const float4*>(ps + (ti + 16 * i) * S::kPld + j);
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj)
+#pragma unroll
+      for (int k = 0; k < HD / 16; ++k) {
+        const float v = vs[(j + jj) * HD + tj + 16 * k];
+#pragma unroll
+        for (int i = 0; i < kRowsPerThread; ++i) {
+          const float p = jj == 0 ? p4[i].x : jj == 1 ? p4[i].y : jj == 2 ? p4[i].z : p4[i].w;
+          acc[i][k] = fmaf(p, v, acc[i][k]);
+        }
+      }
+  }
+}
+
 template <int HD, bool kF16>
 __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const AttentionArgs a) {
   using S = Smem<HD>;
@@ -122,62 +199,13 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const Atten
   for (int p0 = 0; p0 < end; p0 += kKeys) {
     stage_kv<HD, kF16>(a, base, p0, min(kKeys, end - p0), ks, vs);
     __syncthreads();
-    float s[kRowsPerThread][kKeysPerThread] = {};
-    for (int d = 0; d < HD; d += 4) {
-      float4 q4[kRowsPerThread], k4[kKeysPerThread];
+    float s[kRowsPerThread][kKeysPerThread];
+    block_dots<HD>(qs, ks, ti, tj, s);
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) q4[i] = *reinterpret_cast<const float4*>(qs + (ti + 16 * i) * S::kLd + d);
-#pragma unroll
-      for (int b = 0; b < kKeysPerThread; ++b) k4[b] = *reinterpret_cast<const float4*>(ks + (tj + 16 * b) * S::kLd + d);
-#pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i)
-#pragma unroll
-        for (int b = 0; b < kKeysPerThread; ++b) {
-          s[i][b] = fmaf(q4[i].x, k4[b].x, s[i][b]);
-          s[i][b] = fmaf(q4[i].y, k4[b].y, s[i][b]);
-          s[i][b] = fmaf(q4[i].z, k4[b].z, s[i][b]);
-          s[i][b] = fmaf(q4[i].w, k4[b].w, s[i][b]);
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) {
-      float e[kKeysPerThread], block_max = -INFINITY;
-#pragma unroll
-      for (int b = 0; b < kKeysPerThread; ++b) {
-        e[b] = p0 + tj + 16 * b <= pos[i] ? scale * s[i][b] : -INFINITY;
-        block_max = fmaxf(block_max, e[b]);
-      }
-      const float mn = fmaxf(m[i], half_warp_max(block_max));
-      const float c = mn == -INFINITY ? 1.0f : expf(m[i] - mn);  // 0 on the row's first keys
-      float sum = 0.0f;
-#pragma unroll
-      for (int b = 0; b < kKeysPerThread; ++b) {
-        e[b] = e[b] == -INFINITY ? 0.0f : expf(e[b] - mn);
-        sum += e[b];
-        ps[(ti + 16 * i) * S::kPld + tj + 16 * b] = e[b];
-      }
-      l[i] = l[i] * c + half_warp_sum(sum);
-      m[i] = mn;
-#pragma unroll
-      for (int k = 0; k < kDims; ++k) acc[i][k] *= c;
-    }
+    for (int i = 0; i < kRowsPerThread; ++i)
+      softmax_step<kDims>(s[i], p0 + tj, pos[i], scale, m[i], l[i], acc[i], ps + (ti + 16 * i) * S::kPld + tj);
     __syncwarp();  // a row's probabilities come from the same 16 threads that read them
-    for (int j = 0; j < kKeys; j += 4) {
-      float4 p4[kRowsPerThread];
-#pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) p4[i] = *reinterpret_cast<const float4*>(ps + (ti + 16 * i) * S::kPld + j);
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj)
-#pragma unroll
-        for (int k = 0; k < kDims; ++k) {
-          const float v = vs[(j + jj) * HD + tj + 16 * k];
-#pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i) {
-            const float p = jj == 0 ? p4[i].x : jj == 1 ? p4[i].y : jj == 2 ? p4[i].z : p4[i].w;
-            acc[i][k] = fmaf(p, v, acc[i][k]);
-          }
-        }
-    }
+    add_values<HD>(ps, vs, ti, tj, acc);
     __syncthreads();  // before the next block's keys and probabilities overwrite these
   }
 #pragma unroll
