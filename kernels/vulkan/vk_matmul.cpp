@@ -4,8 +4,9 @@
 // tiled weights take one dispatch: on the quantizer's tile shape the split matvec
 // (matvec_dot.comp with integer dot products, else matvec_tiled.comp; planned per weight at
 // upload: plan_split_matvec; the rows of x on grid z), else tiled.comp MODE 0 (its workgroup
-// shape: matvec_rows below). Prefill (n > 8): a shared-memory GEMM, directly on
-// dense weights, and on blocks of tiled rows dequantized to f32 scratch.
+// shape: matvec_rows below). Prefill (n > 8): a shared-memory GEMM, directly on dense weights,
+// and on blocks of tiled rows dequantized to f32 scratch; where the device has cooperative
+// matrices, tiled rows dequantized to f16 go to matmul_coopmat.comp instead.
 #include <algorithm>
 
 #include "kernels/quant/tiled.h"
@@ -16,7 +17,10 @@ namespace sbits::kernels::vk {
 namespace {
 
 constexpr int kDecodeMaxRows = 8;
-// f32 scratch for one block of tiled rows (128 MB; capped by the weight's own size). Each block
+// Words of x's integer form per row and tile column (shaders/xq_layout.glsl XQ_TILE_WORDS).
+constexpr size_t kXqTileWords = 256 + 8;
+// Weights in one block of tiled rows dequantized for prefill (128 MB of f32 scratch, 64 MB of f16;
+// capped by the weight's own size). Each block
 // is a dequantization and a GEMM dispatch; fewer, fuller blocks pay fewer GEMM tails: 7B prefill
 // 1206-1215 tok/s vs 1078-1086 with 32 MB blocks (H200, run 55).
 constexpr size_t kDequantFloats = size_t(32) << 20;
@@ -140,7 +144,7 @@ void VulkanBackend::matmul_tiled(const VkWeightObj& w, const VkBufferObj& x, int
   const int64_t rows = w.rows, cols = w.cols;
   // Matrix units where the device has them (matmul_coopmat.comp: whole 32-column steps, f16
   // weights and x, f32 sums); f32 dequantization and the shared-memory GEMM otherwise. Both
-  // dequantize blocks of up to kDequantFloats weights, so the scratch has the same size.
+  // dequantize blocks of up to kDequantFloats weights (the f16 scratch is half the f32 one).
   const bool coopmat = st_->ctx.coopmat && cols % 32 == 0;
   const size_t elem = coopmat ? 2 : 4;
   int64_t block = std::max<int64_t>(1, int64_t(kDequantFloats) / cols);
@@ -202,12 +206,11 @@ void VulkanBackend::matvec_split(const VkWeightObj& w, const VkBufferObj& x, int
                        pc, sizeof(pc), w.tiles_r, w.splits, uint32_t(n));
 }
 
-// Per row of x and tile column: 4 plane widths x 4 units x 16 words of digits (xq.comp), and 8
-// floats of {d / 256, sum x} per tile column after all of them.
+// Per row of x: kXqTileWords words per tile column (xq.comp; shaders/xq_layout.glsl).
 BufRef VulkanBackend::x_digits(const VkBufferObj& x, uint32_t tiles_c, int n) {
   const uint64_t written = st_->stream.write_count(x.mem.buffer);
   if (x.digits_at == written && x.digits_tiles == tiles_c && x.digits_rows >= n) return BufRef{x.digits.buffer};
-  const size_t bytes = size_t(n) * tiles_c * (256 + 8) * 4;
+  const size_t bytes = size_t(n) * tiles_c * kXqTileWords * 4;
   if (!x.digits.buffer || x.digits.bytes < bytes) {
     st_->stream.flush();  // an older digits buffer may be in use by what was recorded
     x.digits = DeviceBuffer(st_->ctx, bytes, false, "matmul scratch");

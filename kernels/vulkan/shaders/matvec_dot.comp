@@ -12,8 +12,9 @@
 // over the 32 columns, each within d / 256 of x: per 128-column tile column, 4 plane widths
 // (1, 2, 4, 8) x 4 units x {8 hi words, 8 lo words}, the digits of each word in the byte order
 // the codes of that plane width come out of (w >> P c) & mask (below), then {d / 256, sum x} per
-// unit after all tile columns; row r of x (grid z) at r (256 + 8) tiles_c words. So sum_c q_c x_c = (d / 256) (256 sum q hi + sum q lo), both
-// integer sums exact (|256 H + L| < 2^31 even for 8-bit codes: 255 * 127 * 32 * 257).
+// unit after all tile columns; row r of x (grid z) from word r tiles_c XQ_TILE_WORDS on
+// (xq_layout.glsl). So sum_c q_c x_c = (d / 256) (256 sum q hi + sum q lo), both integer sums
+// exact (|256 H + L| < 2^31 even for 8-bit codes: 255 * 127 * 32 * 257).
 //
 // Codes: a word of a plane of width P holds n = 32 / P codes (codec_plane.h's pair order), and
 // (w >> P c) & mask(P) leaves in byte b the code [2c, n/2 + 2c, 2c + 1, n/2 + 2c + 1][b] of the
@@ -23,6 +24,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_spirv_intrinsics : require
+#include "xq_layout.glsl"
 
 // OpSUDotKHR (4452): the 4x8-bit packed dot product of signed digits and unsigned codes (8-bit
 // codes reach 255). Capabilities DotProductKHR (6019), DotProductInput4x8BitPackedKHR (6018).
@@ -60,7 +62,8 @@ layout(binding = 6) readonly buffer BQ2 { uvec2 XQ2[]; };
 // The unit's 16 digit words for plane width P (8 hi, 8 lo) at xd.
 #define LOAD_DIGITS(xd, P_)                                                                     \
   [[unroll]] for (uint h_ = 0; h_ < 4u; ++h_) {                                                 \
-    const uvec4 q_ = XQ4[x_row() * p.tiles_c * 66u + tcol * 64u + PLANE_SLOT(P_) * 16u + u * 4u + h_]; \
+    const uvec4 q_ = XQ4[x_row() * p.tiles_c * (XQ_TILE_WORDS / 4u) + tcol * (XQ_TILE_DIGIT_WORDS / 4u) + \
+                         PLANE_SLOT(P_) * 16u + u * 4u + h_];                                    \
     xd[4u * h_] = q_.x; xd[4u * h_ + 1u] = q_.y; xd[4u * h_ + 2u] = q_.z; xd[4u * h_ + 3u] = q_.w; \
   }
 
@@ -69,6 +72,7 @@ layout(binding = 6) readonly buffer BQ2 { uvec2 XQ2[]; };
   uint x0[16], x1[16];                                                                          \
   LOAD_DIGITS(x0, P0_)                                                                          \
   if ((P1_) > 0u) { LOAD_DIGITS(x1, max(P1_, 1u)) }                                             \
-  const vec2 xm = uintBitsToFloat(XQ2[x_row() * p.tiles_c * 132u + p.tiles_c * 128u + tcol * 4u + u]);
+  const vec2 xm = uintBitsToFloat(XQ2[x_row() * p.tiles_c * (XQ_TILE_WORDS / 2u) +                \
+                                      p.tiles_c * (XQ_TILE_DIGIT_WORDS / 2u) + tcol * (XQ_TILE_META_WORDS / 2u) + u]);
 
 #include "matvec_split.glsl"

@@ -63,5 +63,5 @@ void main() {
     v = A[col];
   }
   if (OP != 0u) C[col] = v;
-  xq_store(p.tiles_c, r * p.tiles_c * 264u, tc, v);
+  xq_store(p.tiles_c, r * p.tiles_c * XQ_TILE_WORDS, tc, v);
 }

@@ -2,9 +2,11 @@
 // workgroup of 128 invocations that holds one 128-column tile column of x, one value per
 // invocation: xq_store(tiles_c, base, tc, v) in uniform control flow (it has barriers). The
 // includer defines XQ_WORDS, the name of a writeonly uint buffer; one row of x takes
-// tiles_c (256 + 8) words from word `base` on.
+// tiles_c XQ_TILE_WORDS words from word `base` on (xq_layout.glsl).
 #ifndef SBITS_XQ_GLSL
 #define SBITS_XQ_GLSL
+
+#include "xq_layout.glsl"
 
 shared float xq_val_[128];
 shared uint xq_digits_[128];  // per column: hi in bits 0-7, lo in bits 8-15
@@ -42,14 +44,14 @@ void xq_store(uint tiles_c, uint base, uint tc, float v) {
   }
   xq_digits_[t] = (uint(hi) & 0xffu) | ((uint(lo) & 0xffu) << 8);
   if (t % 32u == 0u) {
-    const uint m = base + tiles_c * 256u + tc * 8u + 2u * u;
+    const uint m = base + tiles_c * XQ_TILE_DIGIT_WORDS + tc * XQ_TILE_META_WORDS + 2u * u;
     XQ_WORDS[m] = floatBitsToUint(amax / (127.0 * 256.0));
     XQ_WORDS[m + 1u] = floatBitsToUint(sum);
   }
   barrier();
   // 4 plane widths x 4 units x 16 words: two per invocation.
-  for (uint i = t; i < 256u; i += 128u)
-    XQ_WORDS[base + tc * 256u + i] = digit_word(1u << (i / 64u), (i / 16u) % 4u, i % 8u, (i % 16u) / 8u);
+  for (uint i = t; i < XQ_TILE_DIGIT_WORDS; i += 128u)
+    XQ_WORDS[base + tc * XQ_TILE_DIGIT_WORDS + i] = digit_word(1u << (i / 64u), (i / 16u) % 4u, i % 8u, (i % 16u) / 8u);
 }
 
 #endif
