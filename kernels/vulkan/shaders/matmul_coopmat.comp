@@ -24,9 +24,10 @@ layout(binding = 2) buffer BY { float Y[]; };
 layout(push_constant) uniform P { uint n, rows, cols, ldw, o0, ldy, accumulate; } p;
 
 const uint BM = 128, BN = 64, BK = 32;
-// Row strides: 40 halves (80 bytes) and 68 floats keep every row 16-byte aligned, as the
-// cooperative loads and stores want, and stagger rows across banks.
-const uint LDH = BK + 8, LDC = BM;  // LDC unpadded: 48 KB of shared memory in all
+// Row strides: 40 halves (80 bytes) keep the staged rows 16-byte aligned, as the cooperative
+// loads want, and stagger them across banks; the results' rows are unpadded (128 floats) so
+// that all three arrays fit the 48 KB of shared memory a workgroup may have.
+const uint LDH = BK + 8, LDC = BM;
 shared float16_t ws[BM * LDH];
 shared float16_t xs[BN * LDH];
 shared float cs[BN * LDC];
@@ -35,7 +36,8 @@ shared float cs[BN * LDC];
 #define MAT32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
 // Columns k0 .. k0 + 31 of the block's W rows and x rows into shared memory (zeros past the
-// matrices' rows): 256 groups of 8 halves of W and 512 vec4 of x per step, 2 and 4 per invocation.
+// matrices' rows): 512 groups of 8 halves of W and 512 vec4 of x per step, 2 of each per
+// invocation.
 void stage(uint t, uint ob, uint jb, uint k0) {
   [[unroll]] for (uint i = 0; i < 2u; ++i) {
     const uint e = t + 256u * i, r = e / 4u, c = (e % 4u) * 8u;

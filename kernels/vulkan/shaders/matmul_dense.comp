@@ -1,17 +1,17 @@
 #version 450
 // Prefill: Y[j, o0 + o] (=|+=) sum_i X[j, i] W[o, i] for n > 8 rows: a shared-memory GEMM. A
-// workgroup of 256 computes BM = 16 OUT_PER outputs x 64 rows of x, 16 columns of i per step;
-// invocation (to, tj) = (t % 16, t / 16) owns outputs OUT_PER to .. + OUT_PER - 1 and rows
-// 4 tj .. 4 tj + 3. W has type T and row stride ldw elements (T = f32 when it is a block of
-// tiled rows dequantized into scratch); o0 places a block of W's rows.
+// workgroup of 256 computes 64 outputs x 64 rows of x, 16 columns of i per step; invocation
+// (to, tj) = (t % 16, t / 16) owns outputs 4 to .. 4 to + 3 and rows 4 tj .. 4 tj + 3. W has
+// type T and row stride ldw elements (T = f32 when it is a block of tiled rows dequantized into
+// scratch); o0 places a block of W's rows.
 //
-// Per step an invocation reads W and x from shared memory as vec4 (OUT_PER / 4 + 1 reads for
-// 4 OUT_PER FMAs; the first version read scalars, 8 for 16), and within a subgroup of 32 the
-// two `tj` read one x vec4 each, so the reads stay few wavefronts. The next step's global loads
-// are issued into registers before this step's FMAs (one shared buffer, two barriers per step).
-// OUT_PER = 4 (64 x 64 blocks): on an H200, 7B prefill 1078-1086 tok/s against 842 for the
-// first version and 1014-1028 for OUT_PER = 8, whose 128 x 64 blocks leave too few
-// workgroups per multiprocessor (run 55). Accumulation order per output: i ascending.
+// Per step an invocation reads one vec4 of W and one of x from shared memory for 16 FMAs (the
+// first version read 8 scalars), and within a subgroup of 32 the two `tj` read one x vec4 each,
+// so the reads stay few wavefronts. The next step's global loads are issued into registers
+// before this step's FMAs (one shared buffer, two barriers per step). On an H200 (run 55) 7B
+// prefill 1078-1086 tok/s against 842 for the first version; 8 outputs per invocation (128 x 64
+// blocks) gave 1014-1028: too few workgroups per multiprocessor. Accumulation order per output:
+// i ascending.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
@@ -22,10 +22,7 @@ layout(binding = 1) readonly buffer BX { float X[]; };
 layout(binding = 2) buffer BY { float Y[]; };
 layout(push_constant) uniform P { uint n, rows, cols, ldw, o0, ldy, accumulate; } p;
 
-#ifndef OUT_PER
-#define OUT_PER 4
-#endif
-const uint BM = 16 * OUT_PER, BN = 64, BK = 16;
+const uint BM = 64, BN = 64, BK = 16;
 const uint W_PER = BM * BK / 256, X_PER = BN * BK / 256;  // global loads per invocation and step
 // k-major, padded by one vec4 per k so that the transposing stores (16 k per 16 lanes) fall
 // in different banks.
@@ -46,8 +43,8 @@ void main() {
   const uint t = gl_LocalInvocationIndex;
   const uint ob = gl_WorkGroupID.x * BM, jb = gl_WorkGroupID.y * BN;
   const uint to = t % 16u, tj = t / 16u;
-  vec4 acc[OUT_PER];  // acc[a][b]: output OUT_PER to + a, row 4 tj + b
-  [[unroll]] for (uint a = 0; a < OUT_PER; ++a) acc[a] = vec4(0.0);
+  vec4 acc[4];  // acc[a][b]: output 4 to + a, row 4 tj + b
+  [[unroll]] for (uint a = 0; a < 4u; ++a) acc[a] = vec4(0.0);
   float wr[W_PER], xr[X_PER];
   [[unroll]] for (uint i = 0; i < W_PER; ++i) wr[i] = w_at(ob, 0u, t + 256u * i);
   [[unroll]] for (uint i = 0; i < X_PER; ++i) xr[i] = x_at(jb, 0u, t + 256u * i);
@@ -67,15 +64,12 @@ void main() {
       [[unroll]] for (uint i = 0; i < X_PER; ++i) xr[i] = x_at(jb, k0 + BK, t + 256u * i);
     }
     [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
-      const vec4 xv = xs[kk][tj];
-      [[unroll]] for (uint h = 0; h < OUT_PER / 4; ++h) {
-        const vec4 wv = ws[kk][(OUT_PER / 4) * to + h];
-        [[unroll]] for (uint a = 0; a < 4u; ++a) acc[4u * h + a] = fma(vec4(wv[a]), xv, acc[4u * h + a]);
-      }
+      const vec4 xv = xs[kk][tj], wv = ws[kk][to];
+      [[unroll]] for (uint a = 0; a < 4u; ++a) acc[a] = fma(vec4(wv[a]), xv, acc[a]);
     }
   }
-  [[unroll]] for (uint a = 0; a < OUT_PER; ++a) {
-    const uint o = ob + OUT_PER * to + a;
+  [[unroll]] for (uint a = 0; a < 4u; ++a) {
+    const uint o = ob + 4u * to + a;
     if (o >= p.rows) continue;
     [[unroll]] for (uint b = 0; b < 4u; ++b) {
       const uint j = jb + 4u * tj + b;

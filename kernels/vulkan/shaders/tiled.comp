@@ -32,14 +32,11 @@ layout(push_constant) uniform P {
   uint rows, cols, R, C, G, tiles_c, accumulate, n_out, row0, use_ids;
 } p;
 
-// Code j (0 .. 32 / P - 1) of one plane word, P bits (codec_plane.h: even codes in the low
-// half-word, odd codes in the high half-word).
-uint code_in_word(uint word, uint P, uint j) { return (word >> (P * (j / 2u + (j % 2u) * (16u / P)))) & ((1u << P) - 1u); }
-
 // Codes 8 q + k of the unit, k < 8, P bits each, from the plane at word `at` (the unit's
-// first word): they sit in word (8 q + k) / (32 / P) = q P / 4 + k P / 32, loaded directly so
-// that no array is indexed by q.
-#define PLANE_CODE8(at, P_, k) code_in_word(W[(at) + (q * (P_)) / 4u + ((k) * (P_)) / 32u], P_, (8u * q + (k)) % (32u / (P_)))
+// first word): they sit in word (8 q + k) / (32 / P) = q P / 4 + k P / 32 (loaded directly, so
+// that no array is indexed by q), at bit CODE_POS (tiled_codes.glsl).
+#define PLANE_CODE8(at, P_, k) \
+  ((W[(at) + (q * (P_)) / 4u + ((k) * (P_)) / 32u] >> CODE_POS(P_, 8u * q + (k))) & ((1u << (P_)) - 1u))
 
 #define DECODE(P0_, P1_)                                                              \
   [[unroll]] for (uint k = 0; k < 8u; ++k) {                                          \
