@@ -183,16 +183,19 @@ __device__ __forceinline__ void xq_store(uint8_t* xq, float* meta, int64_t c, fl
   }
 }
 
+// f16 of v, saturating at +-65504 rather than becoming inf (activations that large would
+// already be far outside what the models see): every conversion of x to f16.
+__device__ __forceinline__ __half half_saturated(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
+
 // Value v of row j, column c (zero outside n x cols) to f16 and, with sums, its share of the
 // per-128-column sums. Called by every thread of a block of 128 threads that covers columns
-// [128 b, 128 b + 128) of row j (threadIdx.x = c % 128). f16 saturates at +-65504 rather than
-// becoming inf (activations that large would already be far outside what the models see).
+// [128 b, 128 b + 128) of row j (threadIdx.x = c % 128).
 __device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, int64_t c, float v) {
   float rounded = 0.0f;
   if (a.bf16) {
     if (j < a.n && c < a.ld) static_cast<__nv_bfloat16*>(a.out)[j * a.ld + c] = __float2bfloat16_rn(v);
   } else {
-    const __half h = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
+    const __half h = half_saturated(v);
     if (j < a.n && c < a.ld) static_cast<__half*>(a.out)[j * a.ld + c] = h;
     rounded = __half2float(h);
     if (a.xq && j == 0) xq_store(a.xq, a.xq_meta, c, rounded);
@@ -262,7 +265,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
       v = x[i] * inv * load_weight(a.norm.w, a.norm.wtype, i);
       y[i] = v;
     }
-    const __half hv = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f));
+    const __half hv = half_saturated(v);
     h[i] = hv;
     const float r = __half2float(hv);
     if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, i, r);
@@ -359,8 +362,7 @@ __global__ void convert_x_plain_kernel(const ConvertXArgs a) {
       const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
       h2[k] = *reinterpret_cast<const uint32_t*>(&b);
     } else {
-      const __half2 h = __floats2half2_rn(fminf(fmaxf(lo, -65504.0f), 65504.0f), fminf(fmaxf(hi, -65504.0f), 65504.0f));
-      h2[k] = *reinterpret_cast<const uint32_t*>(&h);
+      h2[k] = uint32_t(__half_as_ushort(half_saturated(lo))) | uint32_t(__half_as_ushort(half_saturated(hi))) << 16;
     }
   }
   *reinterpret_cast<uint4*>(static_cast<__half*>(a.out) + j * a.ld + c0) = make_uint4(h2[0], h2[1], h2[2], h2[3]);

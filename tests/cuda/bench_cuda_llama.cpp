@@ -12,7 +12,8 @@
 // median of -r runs of -n tokens. Prefill: -p tokens in one feed (chunks of --rows rows), median
 // of -r. Memory: the CUDA backend's own device bytes (weights, KV cache of --ctx f16 positions,
 // buffers, scratch) after both tests, and the process's share of the GPU (cudaMemGetInfo, the
-// CUDA context included). Writes D/cuda_llama_<label>_<gpu>.json and prints a Markdown row.
+// CUDA context included). Writes D/cuda_llama_<label>_rows<rows>_<gpu>.json and prints a
+// Markdown row.
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
