@@ -14,6 +14,7 @@
 // with one coalesced warp access. Scores are scale * dot(q, k), as on the CPU.
 #include <cmath>
 
+#include "kernels/cuda/convert_x.cuh"
 #include "kernels/cuda/device_util.cuh"
 
 namespace sbits::kernels::cuda {
@@ -204,6 +205,20 @@ __device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t
   if (!direct && lane == 0) dst[kLaneDimsHd] = m, dst[kLaneDimsHd + 1] = l;
 }
 
+// Head h of the one row, once final, converted for the matvec that reads it (wo) as convert_x
+// would: its f16 copy and variant 6's digits, a warp's 32 columns per pack unit (head_dim % 32
+// == 0, so units do not straddle heads). The lanes read what they all just wrote.
+__device__ __forceinline__ void convert_head(const AttentionArgs& a, int64_t h) {
+  if (!a.xq) return;
+  __syncwarp();
+  const int lane = threadIdx.x & 31;
+  for (int64_t c = h * a.head_dim + lane; c < (h + 1) * a.head_dim; c += 32) {
+    const __half v = half_saturated(a.out[c]);
+    a.x_half[c] = __half_as_ushort(v);
+    xq_store(a.xq, a.xq_meta, c, __half2float(v));
+  }
+}
+
 template <bool kF16>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionArgs a) {
   pdl_enter(a);
@@ -229,7 +244,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
     else
       attend_lane_positions<kF16>(a, r, h, base, p_begin, p_end, direct, dst, q_smem[warp]);
   }
-  if (direct) return;  // block-uniform
+  if (direct) {  // block-uniform
+    if (h < a.n_heads) convert_head(a, h);
+    return;
+  }
   __threadfence();
   __syncthreads();
   uint32_t* counter = a.counters + r * gridDim.x + blockIdx.x;
@@ -237,7 +255,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   __syncthreads();
   if (!last) return;
   __threadfence();
-  if (h < a.n_heads) merge_splits(a, r, h, used, weight_smem[warp]);
+  if (h < a.n_heads) {
+    merge_splits(a, r, h, used, weight_smem[warp]);
+    convert_head(a, h);
+  }
   if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
 }
 

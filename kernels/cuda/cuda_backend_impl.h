@@ -114,6 +114,8 @@ class CudaBackend final : public Backend {
   std::pair<uint8_t*, float*> xq_scratch(int64_t ld);
   // The tiled kernel variant for a matvec of n rows on t (tiled_mma_* and tiled_dp4a).
   int64_t tiled_variant(const TiledDev& t, int n) const;
+  // Whether a matvec of n rows on tiled weights of `cols` columns (64-row tiles) takes variant 6.
+  bool dp4a_by_default(int64_t cols, int n) const;
   // Split-K and ring depth of a variant-4/5 launch over block_rows 64-row blocks (or the
   // variant's blocks) of tiles_c tile columns; partial_ld is the partials' row stride.
   void tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,

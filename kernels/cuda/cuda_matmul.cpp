@@ -178,10 +178,14 @@ std::pair<uint8_t*, float*> CudaBackend::xq_scratch(int64_t ld) {
 // round 4).
 constexpr int64_t kDp4aMinCols = 2048;
 
+bool CudaBackend::dp4a_by_default(int64_t cols, int n) const {
+  return auto_dp4a_ && n == 1 && cols % 128 == 0 && cols >= kDp4aMinCols;
+}
+
 int64_t CudaBackend::tiled_variant(const TiledDev& t, int n) const {
   int64_t v = t.tile_rows == 64 ? mma_variant_ : 0;  // the staged kernels take 64-row strips
   const bool dp4a_fits = n == 1 && t.cols % 128 == 0 && t.tile_rows == 64;
-  if (auto_dp4a_ && dp4a_fits && t.cols >= kDp4aMinCols) v = kTiledDp4aVariant;
+  if (dp4a_fits && dp4a_by_default(t.cols, n)) v = kTiledDp4aVariant;
   if (v == kTiledDp4aVariant && !dp4a_fits) v = mma_fallback_;
   if (tiled_mma_needs_offs16(v) && !t.offs16) v = 1;
   return v;

@@ -3,6 +3,8 @@
 // backend); host arrays are staged (cuda_backend.h, "Execution").
 #include <algorithm>
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "kernels/cuda/cuda_backend_impl.h"
 
@@ -292,6 +294,16 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   }
   chunk = std::max(chunk, ((d.n_ctx + kAttentionMaxSplits - 1) / kAttentionMaxSplits + 7) / 8 * 8);
   const int64_t splits = (d.n_ctx + chunk - 1) / chunk;
+  // One row whose output is wo's x in a Llama layer: the kernel also makes that x's f16 copy
+  // and digits when wo would take variant 6 (a tiled wo of 64-row tiles; otherwise they go
+  // unused), registered as half_x's conversion of out so that wo's matvec skips convert_x.
+  const bool convert = fusing() && n == 1 && shape.head_dim % 32 == 0 && dp4a_by_default(width, 1);
+  uint16_t* xh = nullptr;
+  std::pair<uint8_t*, float*> xq{nullptr, nullptr};
+  if (convert) {  // before attention_args: growing scratch drains, which would drop staged rows
+    xh = static_cast<uint16_t*>(st_->x_half.ensure(*st_, checked_mul(op, width, 2), "matmul x (f16)"));
+    xq = xq_scratch(width);
+  }
   float* partial = nullptr;
   uint32_t* counters = nullptr;
   if (splits > 1) {
@@ -305,8 +317,11 @@ void CudaBackend::attention(const Buffer& q, const KvCache& cache, int layer, in
   a.splits = splits;
   a.chunk = chunk;
   a.adaptive = n <= 8 && attn_adaptive_;
+  a.x_half = xh;
+  std::tie(a.xq, a.xq_meta) = xq;
   stamp(os);
   record(run<AttentionArgs, launch_attention>, a);
+  if (convert) half_x_ = HalfX{&os, os.version, 1, width, width, false, false, true, xh};
 }
 
 // Begins attention's op (its rows staged) and fills the arguments both kernels take.

@@ -4,6 +4,7 @@
 // (kernels/cpu/cpu_ops.cpp): rmsnorm sums squares in double, rope forms angles in double.
 #include <cmath>
 
+#include "kernels/cuda/convert_x.cuh"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/tiled_mma.cuh"  // mma::pair_shift: the offsets convert_x sums
 
@@ -35,18 +36,19 @@ __global__ void embed_kernel(const EmbedArgs a) {
 // block's latency is the op's time, and it is a chain of dependent loads per thread (16 of
 // them at width 4096 with 256 threads: 10 us on an H200, measured with ncu).
 constexpr int kRmsThreads = 1024;
-// 1 / rms of row j (a block of kRmsThreads threads).
+// 1 / rms of row j, formed by a block of kBlock threads.
+template <int kBlock = kRmsThreads>
 __device__ __forceinline__ float rms_inverse(const RmsnormArgs& a, int64_t j) {
-  __shared__ double partial[kRmsThreads / 32];
+  __shared__ double partial[kBlock / 32];
   const float* x = a.x + j * a.width;
   double s = 0;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < a.width; i += kRmsThreads) s += double(x[i]) * double(x[i]);
+#pragma unroll 8
+  for (int64_t i = threadIdx.x; i < a.width; i += kBlock) s += double(x[i]) * double(x[i]);
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = s;
   __syncthreads();
   double total = 0;
-  for (int w = 0; w < kRmsThreads / 32; ++w) total += partial[w];
+  for (int w = 0; w < kBlock / 32; ++w) total += partial[w];
   return float(1.0 / sqrt(total / double(a.width) + a.eps));
 }
 
@@ -153,40 +155,6 @@ __global__ void get_rows_kernel(const GetRowsArgs a) {
   if (c < a.width) a.out[r * a.width + c] = a.x[int64_t(a.src_rows[r]) * a.width + c];
 }
 
-// Variant 6's x (tiled_dp4a.cu): the 32 columns c of one warp (lane = c % 32, one pack unit u of
-// tile column t) as x ~ d (hi + lo / 256), int8 digits, d = max |x| / 127 over the unit. The
-// digits go to the byte each code class's dp4a reads (tiled_dp4a.cu's top comment), for each
-// plane width P: code i of the unit is code idx = i % n of word k = i / n (n = 32 / P), in
-// class (idx % (n / 2)) / 2 at byte 2 (idx % 2) + (idx >= n / 2). {d / 256, sum x} per unit.
-__device__ __forceinline__ void xq_store(uint8_t* xq, float* meta, int64_t c, float v) {
-  const int lane = int(c % 32), u = int((c / 32) % 4);
-  const int64_t t = c / 128;
-  const float amax = warp_max(fabsf(v)), sum = warp_sum(v);
-  int hi = 0, lo = 0;
-  if (amax > 0.0f) {
-    const float s = v * (127.0f / amax);
-    hi = __float2int_rn(s);
-    lo = min(max(__float2int_rn((s - float(hi)) * 256.0f), -127), 127);
-  }
-  uint8_t* base = xq + t * kXqTileBytes + u * 64;
-  static_for<4>([&](auto I) {
-    constexpr int P = 1 << I.value, n = 32 / P, h = n / 2;
-    const int k = lane / n, idx = lane % n;
-    const int e = k * (8 / P) + (idx % h) / 2, b = 2 * (idx % 2) + (idx >= h ? 1 : 0);
-    uint8_t* p = base + I.value * 256 + e * 4 + b;
-    p[0] = uint8_t(int8_t(hi));
-    p[32] = uint8_t(int8_t(lo));
-  });
-  if (lane == 0) {
-    meta[t * kXqMetaFloats + 2 * u] = amax / (127.0f * 256.0f);
-    meta[t * kXqMetaFloats + 2 * u + 1] = sum;
-  }
-}
-
-// f16 of v, saturating at +-65504 rather than becoming inf (activations that large would
-// already be far outside what the models see): every conversion of x to f16.
-__device__ __forceinline__ __half half_saturated(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
-
 // Value v of row j, column c (zero outside n x cols) to f16 and, with sums, its share of the
 // per-128-column sums. Called by every thread of a block of 128 threads that covers columns
 // [128 b, 128 b + 128) of row j (threadIdx.x = c % 128).
@@ -284,6 +252,27 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
     const int k = int(i % 4);
     cv.sums[t * kXSumStride + 8 * k + j] = (part[t][k][0] + part[t][k][1]) + (part[t][k][2] + part[t][k][3]);
   }
+}
+
+// rmsnorm_convert without sums (decode's form: variant 6 reads the digits, not the sums):
+// block (b, j) converts columns [128 b, 128 b + 128) of row j and forms the row's 1 / rms
+// itself from the whole row (16 KB at width 4096, read from L2 by every block). One block per
+// row, as above, is a chain of dependent loads and warp reductions: 7.4 us at width 4096 for
+// 16 KB of work (ncu, H200, device run 63). The output must not alias x (blocks read all of x
+// while others write theirs): launch_rmsnorm_convert checks.
+__global__ void __launch_bounds__(128) rmsnorm_convert_wide_kernel(const RmsnormConvertArgs a) {
+  pdl_enter(a);
+  const ConvertXArgs& cv = a.conv;
+  const int64_t j = blockIdx.y, c = int64_t(blockIdx.x) * 128 + threadIdx.x;  // c < ld: whole tiles
+  const float inv = rms_inverse<128>(a.norm, j);
+  float v = 0.0f;
+  if (c < a.norm.width) {
+    v = a.norm.x[j * a.norm.width + c] * inv * load_weight(a.norm.w, a.norm.wtype, c);
+    a.norm.out[j * a.norm.width + c] = v;
+  }
+  const __half hv = half_saturated(v);
+  static_cast<__half*>(cv.out)[j * cv.ld + c] = hv;
+  if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, c, __half2float(hv));
 }
 
 // Eight codes of a tile: columns [8 q, 8 q + 8) of unit u, row r, with the reference numerics
@@ -442,6 +431,15 @@ void launch_convert_x(const ConvertXArgs& a, const ExecContext& c) {
 
 void launch_rmsnorm_convert(const RmsnormConvertArgs& a, const ExecContext& c) {
   if (a.norm.n == 0) return;
+  const int64_t bytes = a.norm.n * a.norm.width * 4;
+  const auto* x = reinterpret_cast<const char*>(a.norm.x);
+  const auto* out = reinterpret_cast<const char*>(a.norm.out);
+  const bool disjoint = out + bytes <= x || x + bytes <= out;
+  if (!a.conv.sums && a.conv.ld % 128 == 0 && disjoint) {
+    launch_pdl(rmsnorm_convert_wide_kernel, dim3(unsigned(a.conv.ld / 128), unsigned(a.norm.n)), 128u, 0, c, a);
+    check_launch();
+    return;
+  }
   launch_pdl(rmsnorm_convert_kernel, 8u, kRmsThreads, 0, c, a);  // 8 rows of sums (kMatvecMaxRows)
   check_launch();
 }

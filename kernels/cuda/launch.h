@@ -79,6 +79,11 @@ struct AttentionArgs {
   int64_t n, layer, n_slots, n_ctx, n_heads, n_kv_heads, head_dim, f16;
   int64_t splits, chunk;  // positions [s * chunk, (s + 1) * chunk) go to split s
   int64_t adaptive;       // decode: chunk is the smallest; attention.cu row_chunk picks a row's
+  // One row (n = 1), head_dim % 32 == 0: also out's f16 copy (x_half, n_heads * head_dim
+  // columns) and variant 6's digits (xq, xq_meta), as convert_x would make them for wo.
+  uint16_t* x_half;
+  uint8_t* xq;
+  float* xq_meta;
 };
 
 struct SwigluArgs {

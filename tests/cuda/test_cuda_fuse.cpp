@@ -98,6 +98,8 @@ std::vector<Run> run_sequence(Backend& be, const Model& m, int n, int reps) {
     be.swiglu(*e, *u, size_t(n * f), *e);    // consumed by nothing: recorded as itself
     be.rmsnorm(*x, *wn, 1e-5f, n, *x);       // out aliases x, then a matmul of another x
     be.matmul(*wq, *h, n, *q, false);
+    be.rmsnorm(*q, *wn, 1e-5f, n, *q);       // out aliases x, and the matmul reads it: fused
+    be.matmul(*wk, *q, n, *k, false);
     Run run;
     for (Buffer* b : {x.get(), h.get(), q.get(), k.get(), v.get(), g.get(), u.get(), e.get(), s.get()})
       run.buffers.push_back(read_all(be, *b));
@@ -120,7 +122,8 @@ TEST_CASE("cuda fused decode ops: grouped matmuls and fused conversions match th
   };
   // Edge strips and edge tile columns; then sizes where the group's split-K differs from the
   // members' own.
-  for (const Dims dims : {Dims{200, 300}, Dims{512, 1408}, Dims{1024, 2752}}) {
+  // d >= 2048: variant 6 reads the d-column x's (the one-row rmsnorm_convert without sums).
+  for (const Dims dims : {Dims{200, 300}, Dims{512, 1408}, Dims{1024, 2752}, Dims{2176, 1408}}) {
     const Model m(dims.d, dims.f);
     for (int n : {1, 3, 8}) {
       INFO("d ", dims.d, " f ", dims.f, " n ", n);
@@ -165,6 +168,78 @@ TEST_CASE("cuda fused decode ops: destroying a buffer a pending op uses runs the
     got.push_back(read_all(*be, *y));
   }
   CHECK(worst_vs_max(got[1], got[0]) <= 1e-2);
+}
+
+
+namespace {
+
+struct AttnOut {
+  std::vector<float> out, y, out2, y2;
+};
+
+// One decode row's attention over `len` cached positions of a 4096-position cache, then wo
+// (tiled, width x width) on its output, then the same for a second query at position len - 2:
+// the conversion wo reads must follow the second attention's output.
+AttnOut attention_then_wo(Backend& be, const RandomTiled& wo, int heads, int hd, int len) {
+  const int width = heads * hd, kv_heads = heads / 2;
+  const KvCacheDesc d{.n_layers = 1, .n_slots = 1, .n_ctx = 4096, .n_kv_heads = kv_heads, .head_dim = hd,
+                      .type = KvType::f16};
+  auto cache = be.create_kv_cache(d);
+  std::mt19937_64 rng(uint64_t(len) * 7 + uint64_t(hd));
+  std::vector<RowInfo> stored;
+  for (int p = 0; p < len; ++p) stored.push_back({0, p});
+  auto k = make_buffer(be, random_floats(rng, size_t(len) * kv_heads * hd)),
+       v = make_buffer(be, random_floats(rng, size_t(len) * kv_heads * hd));
+  be.kv_store(*cache, 0, *k, *v, len, stored.data());
+  auto w = upload(be, wo);
+  auto q = make_buffer(be, random_floats(rng, size_t(width), -2.0f, 2.0f)),
+       q2 = make_buffer(be, random_floats(rng, size_t(width), -2.0f, 2.0f));
+  auto o = be.alloc(size_t(width)), y = be.alloc(size_t(width));
+  const AttentionShape shape{heads, kv_heads, hd};
+  AttnOut r;
+  const RowInfo row{0, len - 1}, row2{0, len - 2};
+  be.attention(*q, *cache, 0, 1, &row, shape, *o);
+  be.matmul(*w, *o, 1, *y, false);
+  r.out = read_all(be, *o);
+  r.y = read_all(be, *y);
+  be.attention(*q2, *cache, 0, 1, &row2, shape, *o);
+  be.matmul(*w, *o, 1, *y, false);
+  r.out2 = read_all(be, *o);
+  r.y2 = read_all(be, *y);
+  return r;
+}
+
+}  // namespace
+
+// Decode attention whose output a variant-6 matvec reads next (wo, >= 2048 columns): the
+// attention kernel makes that x's f16 copy and digits itself (cuda_ops.cpp attention), with
+// convert_x's arithmetic, so wo's result equals the unfused path's exactly. One split (short
+// context) and merged splits; head_dim 128 (lanes over dimensions) and 64.
+TEST_CASE("cuda fused decode ops: one-row attention converts wo's x as convert_x would") {
+  struct Case {
+    int heads, hd, len;
+  };
+  for (const Case c : {Case{16, 128, 6}, Case{16, 128, 900}, Case{32, 64, 300}}) {
+    INFO("heads ", c.heads, " head_dim ", c.hd, " positions ", c.len);
+    const RandomTiled wo = tiled(c.heads * c.hd, c.heads * c.hd, 21);
+    auto cpu = make_backend(CpuIsa::scalar, 1);
+    const AttnOut ref = attention_then_wo(*cpu, wo, c.heads, c.hd, c.len);
+    AttnOut plain;
+    {
+      ScopedEnv env("SBITS_CUDA_FUSE", "0");
+      auto gpu = make_cuda();
+      plain = attention_then_wo(*gpu, wo, c.heads, c.hd, c.len);
+    }
+    auto gpu = make_cuda();
+    const AttnOut fused = attention_then_wo(*gpu, wo, c.heads, c.hd, c.len);
+    CHECK(worst_vs_max(fused.y, ref.y) <= 1e-2);
+    CHECK(worst_vs_max(fused.y2, ref.y2) <= 1e-2);
+    CHECK(worst_vs_max(fused.out2, ref.out2) <= 1e-4);
+    CHECK(fused.out == plain.out);
+    CHECK(fused.y == plain.y);
+    CHECK(fused.out2 == plain.out2);
+    CHECK(fused.y2 == plain.y2);
+  }
 }
 
 }  // namespace sbits::kernels::test
