@@ -446,7 +446,8 @@ void launch_rmsnorm_convert(const RmsnormConvertArgs& a, const ExecContext& c) {
 
 void launch_swiglu_convert(const SwigluConvertArgs& a, const ExecContext& c) {
   if (a.conv.n == 0) return;
-  launch_pdl(swiglu_convert_kernel, dim3(unsigned(blocks_for(a.conv.ld, 128)), 8u), 128, 0, c, a);
+  const unsigned rows = a.conv.sums ? 8u : unsigned(a.conv.n);  // with sums, rows n..7 get zero sums
+  launch_pdl(swiglu_convert_kernel, dim3(unsigned(blocks_for(a.conv.ld, 128)), rows), 128, 0, c, a);
   check_launch();
 }
 
