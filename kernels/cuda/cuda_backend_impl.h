@@ -168,6 +168,8 @@ class CudaBackend final : public Backend {
   int64_t attn_chunk_ = 8;  // decode attention: positions per split at least (SBITS_CUDA_ATTN_CHUNK)
   bool attn_adaptive_ = true;  // ... and more as the context grows (SBITS_CUDA_ATTN_ADAPTIVE)
   bool fuse_ = true;  // SBITS_CUDA_FUSE=0 turns deferral and fusion off (benchmarks' baseline)
+  // Variant 6 adds its splits within a thread-block cluster (SBITS_CUDA_SPLITK_CLUSTER; sm_90)
+  bool splitk_cluster_ = true;
   Pending pending_;
 
   struct HalfX {

@@ -223,7 +223,8 @@ void CudaBackend::tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block
   a.tiles_per_split = tps;
   a.splits = (chunks + per_block - 1) / per_block;
   a.partial_ld = partial_ld;
-  if (a.splits > 1) {
+  a.cluster = a.variant == kTiledDp4aVariant && splitk_cluster_ && a.splits > 1 && a.splits <= kSplitKClusterMax;
+  if (a.splits > 1 && !a.cluster) {
     a.partial = static_cast<float*>(
         st_->partial.ensure(*st_, checked_mul("matmul", a.splits * n, partial_ld * 4), "matmul split-K partials"));
     a.counters = static_cast<uint32_t*>(st_->counters.ensure(*st_, size_t(block_rows) * 4, "matmul split-K counters"));

@@ -49,19 +49,32 @@ __device__ __forceinline__ void pdl_enter(const Args& args) {
   pdl_enter();
 }
 
+// With cluster_y > 1, blocks (x, y) with equal x and y / cluster_y form a thread-block cluster.
 template <class... P, class... A>
-void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c, A&&... args) {
+void launch_pdl_cluster(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c, unsigned cluster_y,
+                        A&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = c.stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (c.pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster_y > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n++].val.clusterDim = {1u, cluster_y, 1u};
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = c.pdl ? 1 : 0;
+  cfg.numAttrs = unsigned(n);
   CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...));
+}
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c, A&&... args) {
+  launch_pdl_cluster(kernel, grid, block, smem, c, 1u, std::forward<A>(args)...);
 }
 
 template <int V>

@@ -214,7 +214,11 @@ struct TiledMmaArgs {
   const uint8_t* xq;
   const float* xq_meta;
   int64_t dp4a_steps;
+  // Variant 6 with 1 < splits <= kSplitKClusterMax: the splits of a strip are one thread-block
+  // cluster and add their sums through distributed shared memory (partial and counters unused).
+  int64_t cluster;
 };
+constexpr int64_t kSplitKClusterMax = 8;  // the portable cluster size
 
 // Any tiled layout, n <= 8 rows, f32 x: one block per output row, the reference dequantization.
 struct TiledGenericArgs {

@@ -32,6 +32,8 @@
 // 2.5 bpw vs 271 for 2 and 257 for 8; fewer rows per lane leave each warp too little to overlap,
 // more make fewer, longer warps whose slowest tile decides). 2- and 3-bit tiles are loaded one
 // tile ahead (load_tile_words).
+#include <cooperative_groups.h>
+
 #include "kernels/cuda/tiled_mma.cuh"
 
 namespace sbits::kernels::cuda {
@@ -255,6 +257,32 @@ __device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64
   if (t == 0) a.counters[bx] = 0;  // ready for the next launch
 }
 
+// finish_rows for a launch whose splits (grid y) form one cluster per strip: each block's sums
+// in its shared memory, then block 0 of the cluster adds the splits' in split order, as the
+// last block does above - the same sums in the same order, without the partials' round trip
+// through L2, the fence and the counter. The second barrier keeps every block's shared memory
+// alive until block 0 has read it.
+template <int kSlots>
+__device__ void finish_rows_cluster(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t) {
+  namespace cg = cooperative_groups;
+  __shared__ float block_sum[64];
+  const int t = threadIdx.x;
+  if (t < 64) {
+    float s = red[0][t];
+    for (int k = 1; k < kSlots; ++k) s += red[k][t];
+    block_sum[t] = s;
+  }
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  if (cluster.block_rank() == 0 && t < rows_t) {
+    float s = 0.0f;
+    for (int k = 0; k < int(a.splits); ++k) s += *cluster.map_shared_rank(block_sum + t, k);
+    float* p = a.y + row0 + t;
+    *p = a.accumulate ? *p + s : s;
+  }
+  cluster.sync();
+}
+
 template <int kSteps>
 __global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
   constexpr int kGroups = 8 / kSteps;               // warps per 64-row strip of a chunk
@@ -315,7 +343,10 @@ __global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
     if ((lane & 3) == 0) red[slot][8 * (rg * kSteps + J.value) + (lane >> 2)] = v;
   });
   __syncthreads();
-  finish_rows<kSlots>(a, red, row0, rows_t, bx);
+  if (a.cluster)
+    finish_rows_cluster<kSlots>(a, red, row0, rows_t);
+  else
+    finish_rows<kSlots>(a, red, row0, rows_t, bx);
 }
 
 }  // namespace
@@ -327,10 +358,11 @@ void launch_tiled_dp4a(const TiledMmaArgs& a, const ExecContext& c) {
     blocks = m.block0 + (m.t.rows + 63) / 64;
   }
   const dim3 grid(unsigned(blocks), unsigned(a.splits)), block(32 * kWideWarps);
+  const unsigned cluster_y = a.cluster ? unsigned(a.splits) : 1u;
   switch (a.dp4a_steps) {
-    case 8: launch_pdl(tiled_dp4a_kernel<8>, grid, block, 0, c, a); break;
-    case 4: launch_pdl(tiled_dp4a_kernel<4>, grid, block, 0, c, a); break;
-    default: launch_pdl(tiled_dp4a_kernel<2>, grid, block, 0, c, a); break;
+    case 8: launch_pdl_cluster(tiled_dp4a_kernel<8>, grid, block, 0, c, cluster_y, a); break;
+    case 4: launch_pdl_cluster(tiled_dp4a_kernel<4>, grid, block, 0, c, cluster_y, a); break;
+    default: launch_pdl_cluster(tiled_dp4a_kernel<2>, grid, block, 0, c, cluster_y, a); break;
   }
   CUDA_CHECK_LAUNCH();
 }

@@ -139,18 +139,24 @@ TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every v
   const Shape shapes[] = {{512, 1536, 64, 128, 128}, {1000, 4096, 64, 128, 128}, {4096, 700, 64, 128, 128}};
   // variant == kTiledMmaVariants: none forced, the backend picks per weight and n (variant 6 for
   // n = 1 on the 4096-column shape, 5 or 2 otherwise).
+  // Variant 6 adds 2..8 splits in a thread-block cluster (1 warp/SM here: 2 or 3 splits) and more
+  // through global partials; SBITS_CUDA_SPLITK_CLUSTER=0 takes the partials for all.
   for (int variant = 0; variant <= cuda::kTiledMmaVariants; ++variant) {
     for (const char* warps : {"1", "8", "64"}) {  // few warps: no split; many: deep split-K
-      ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", variant < cuda::kTiledMmaVariants ? std::to_string(variant) : "");
-      ScopedEnv e2("SBITS_CUDA_MMA_WARPS_PER_SM", warps);
-      auto gpu = make_cuda();
-      for (const Shape& s : shapes) {
-        const int64_t tiles = ((s.rows + 63) / 64) * ((s.cols + 127) / 128);
-        const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 5), 23);
-        auto w = upload(*gpu, t);
-        for (int n : {1, 8}) {
-          INFO("variant ", variant, " warps/SM ", warps, " shape ", s.rows, "x", s.cols, " n ", n);
-          CHECK(matmul_error(*gpu, *w, t, n, n == 8, 99) <= 1e-3);
+      for (const char* cluster : {"1", "0"}) {
+        if (*cluster == '0' && variant != cuda::kTiledDp4aVariant) continue;
+        ScopedEnv e1("SBITS_CUDA_MMA_VARIANT", variant < cuda::kTiledMmaVariants ? std::to_string(variant) : "");
+        ScopedEnv e2("SBITS_CUDA_MMA_WARPS_PER_SM", warps);
+        ScopedEnv e3("SBITS_CUDA_SPLITK_CLUSTER", cluster);
+        auto gpu = make_cuda();
+        for (const Shape& s : shapes) {
+          const int64_t tiles = ((s.rows + 63) / 64) * ((s.cols + 127) / 128);
+          const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 5), 23);
+          auto w = upload(*gpu, t);
+          for (int n : {1, 8}) {
+            INFO("variant ", variant, " warps/SM ", warps, " cluster ", cluster, " shape ", s.rows, "x", s.cols, " n ", n);
+            CHECK(matmul_error(*gpu, *w, t, n, n == 8, 99) <= 1e-3);
+          }
         }
       }
     }
