@@ -140,7 +140,12 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   if (dp4a_steps_ != 2 && dp4a_steps_ != 4 && dp4a_steps_ != 8)
     fail("cuda backend", "SBITS_CUDA_DP4A_STEPS=", dp4a_steps_, " must be 2, 4 or 8");
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);
+  // One row of x: 12 (H200, device runs 84-85: 7B decode at 2.5 bpw 472 / 477 tok/s against
+  // 451 / 445 at 20, the occupancy cap of the old default 32; 10-14 all within 3% of each
+  // other; 4.0 bpw +3%, tech-llama-58m +3-4%): fewer, longer warps and fewer splits to add. More
+  // rows keep 32 (bench_cuda_matvec, n = 8: neither wins everywhere).
   mma_warps_per_sm_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 32, 1, 64);
+  mma_warps_per_sm_n1_ = env_int("SBITS_CUDA_MMA_WARPS_PER_SM", 12, 1, 64);
   st_->ctx.pdl = env_int("SBITS_CUDA_PDL", 1, 0, 1) != 0 && p.major >= 9;
   fuse_ = env_int("SBITS_CUDA_FUSE", 1, 0, 1) != 0;
   attn_chunk_ = env_int("SBITS_CUDA_ATTN_CHUNK", 8, 8, 256) / 8 * 8;

@@ -163,6 +163,7 @@ class CudaBackend final : public Backend {
   int dp4a_steps_ = 4;  // variant 6: rows per lane per tile (SBITS_CUDA_DP4A_STEPS)
   int dp4a_blocks_per_sm_ = 0;  // variant 6's occupancy, asked once
   int mma_warps_per_sm_ = 8;
+  int mma_warps_per_sm_n1_ = 8;  // the same for matvecs of one row (decode)
   int64_t mma_ring_bytes_ = 12288;  // variant 4: shared memory per warp to aim for
   std::map<int64_t, int> wide_blocks_per_sm_;  // variant 4: blocks per SM by shared memory
   int64_t attn_chunk_ = 8;  // decode attention: positions per split at least (SBITS_CUDA_ATTN_CHUNK)

@@ -191,12 +191,13 @@ int64_t CudaBackend::tiled_variant(const TiledDev& t, int n) const {
   return v;
 }
 
-// Splits the tile columns so that about mma_warps_per_sm_ warps per multiprocessor have work
-// (a block has 4 warps): blocks take `chunks_per_block` ranges of tiles_per_split tile columns.
+// Splits the tile columns so that about mma_warps_per_sm_ (one row: mma_warps_per_sm_n1_) warps
+// per multiprocessor have work (a block has 4 warps): blocks take `chunks_per_block` ranges of
+// tiles_per_split tile columns.
 // block_rows: the launch's blocks along the rows (all members' for a group).
 void CudaBackend::tiled_split(int64_t slot_bytes, int64_t tiles_c, int64_t block_rows, int64_t partial_ld, int n,
                               TiledMmaArgs& a) {
-  int warps_per_sm = mma_warps_per_sm_;
+  int warps_per_sm = n == 1 ? mma_warps_per_sm_n1_ : mma_warps_per_sm_;
   int64_t per_block = tiled_mma_chunks_per_block(a.variant);
   if (a.variant == kTiledDp4aVariant) {
     a.dp4a_steps = dp4a_steps_;
