@@ -136,7 +136,7 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   if (p.major < 9 && (mma_variant_ == 4 || mma_variant_ == 5))
     fail("cuda backend", "SBITS_CUDA_MMA_VARIANT=", mma_variant_, " needs sm_90 (bulk copies), this device is sm_",
          p.major, p.minor);
-  dp4a_steps_ = env_int("SBITS_CUDA_DP4A_STEPS", 4, 2, 8);
+  dp4a_steps_ = env_int("SBITS_CUDA_DP4A_STEPS", 8, 2, 8);
   if (dp4a_steps_ != 2 && dp4a_steps_ != 4 && dp4a_steps_ != 8)
     fail("cuda backend", "SBITS_CUDA_DP4A_STEPS=", dp4a_steps_, " must be 2, 4 or 8");
   mma_ring_bytes_ = env_int("SBITS_CUDA_MMA_RING_BYTES", 12288, 2048, 65536);

@@ -160,7 +160,7 @@ class CudaBackend final : public Backend {
   int mma_fallback_ = 1;  // for the launches variant 6 does not take (n > 1, other layouts)
   // No variant forced: n = 1 matvecs of at least kDp4aMinCols columns take variant 6.
   bool auto_dp4a_ = true;
-  int dp4a_steps_ = 4;  // variant 6: rows per lane per tile (SBITS_CUDA_DP4A_STEPS)
+  int dp4a_steps_ = 8;  // variant 6: rows per lane per tile (SBITS_CUDA_DP4A_STEPS)
   int dp4a_blocks_per_sm_ = 0;  // variant 6's occupancy, asked once
   int mma_warps_per_sm_ = 8;
   int mma_warps_per_sm_n1_ = 8;  // the same for matvecs of one row (decode)

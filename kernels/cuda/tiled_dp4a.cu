@@ -28,10 +28,11 @@
 // chunks (chunk kSteps / 2 y + slot). A lane keeps its kSteps rows' sums across the chunk's
 // tiles; the 4 lanes of a row meet by shuffles at the end, the chunks in shared memory, the
 // splits (grid y) as in variant 4's finish(): fixed orders, so results do not depend on timing.
-// kSteps = 4 is the default: run 18 (H200) measured 4 fastest for the 7B decode (292 tok/s at
-// 2.5 bpw vs 271 for 2 and 257 for 8; fewer rows per lane leave each warp too little to overlap,
-// more make fewer, longer warps whose slowest tile decides). 2- and 3-bit tiles are loaded one
-// tile ahead (load_tile_words).
+// kSteps = 8 is the default (128 registers): with the split aiming for 12 warps per SM (one
+// warp per strip and chunk, a quarter of the splits of kSteps = 4) the 7B decoded 494 / 487
+// tok/s at 2.5 bpw against 470 / 463 for 4, +5% at 3.0 and 4.0 bpw too (H200, device run 89).
+// Run 18, when splits filled the occupancy cap, had measured 4 fastest (292 vs 271 for 2 and 257
+// for 8). 2- and 3-bit tiles are loaded one tile ahead (load_tile_words).
 #include <cooperative_groups.h>
 
 #include "kernels/cuda/tiled_mma.cuh"

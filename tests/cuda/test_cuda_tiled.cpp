@@ -85,20 +85,25 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
                           {1, 32, 64, 128, 128},     {130, 1000, 16, 128, 128}, {96, 257, 32, 128, 128},
                           {200, 384, 64, 128, 128},  {70, 256, 64, 128, 128},
                           {100, 300, 64, 128, 32},   {130, 257, 16, 64, 32},   {33, 200, 20, 128, 128}};
+  // Variant 6 with each of its rows-per-lane settings (8 is the default).
   for (int variant = 0; variant < cuda::kTiledMmaVariants; ++variant) {
-    ScopedEnv env("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
-    auto gpu = make_cuda();
-    for (const Shape& s : shapes) {
-      if (variant > 0 && !(s.R % 16 == 0 && s.C == 128 && s.G == 128)) continue;  // generic path: once
-      const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
-      for (int which = -1; which < 7; ++which) {
-        const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, which, 3), 17);
-        auto w = upload(*gpu, t);
-        for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 40}) {
-          if (variant > 0 && n > 8) continue;
-          INFO("variant ", variant, " shape ", s.rows, "x", s.cols, " R ", s.R, " C ", s.C, " G ", s.G, " bits ",
-               which < 0 ? -1 : int(kAllBits[which]), " n ", n);
-          CHECK(matmul_error(*gpu, *w, t, n, n % 2 == 0, uint32_t(n)) <= tolerance(t, n));
+    for (const char* steps : {"8", "4", "2"}) {
+      if (variant != cuda::kTiledDp4aVariant && *steps != '8') continue;
+      ScopedEnv env("SBITS_CUDA_MMA_VARIANT", std::to_string(variant));
+      ScopedEnv env_steps("SBITS_CUDA_DP4A_STEPS", steps);
+      auto gpu = make_cuda();
+      for (const Shape& s : shapes) {
+        if (variant > 0 && !(s.R % 16 == 0 && s.C == 128 && s.G == 128)) continue;  // generic path: once
+        const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
+        for (int which = -1; which < 7; ++which) {
+          const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, which, 3), 17);
+          auto w = upload(*gpu, t);
+          for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 40}) {
+            if (variant > 0 && n > 8) continue;
+            INFO("variant ", variant, " steps ", steps, " shape ", s.rows, "x", s.cols, " R ", s.R, " C ", s.C, " G ",
+                 s.G, " bits ", which < 0 ? -1 : int(kAllBits[which]), " n ", n);
+            CHECK(matmul_error(*gpu, *w, t, n, n % 2 == 0, uint32_t(n)) <= tolerance(t, n));
+          }
         }
       }
     }
