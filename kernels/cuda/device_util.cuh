@@ -51,8 +51,8 @@ __device__ __forceinline__ void pdl_enter(const Args& args) {
 
 // With cluster_y > 1, blocks (x, y) with equal x and y / cluster_y form a thread-block cluster.
 template <class... P, class... A>
-void launch_pdl_cluster(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c, unsigned cluster_y,
-                        A&&... args) {
+void launch_pdl_cluster(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, const ExecContext& c,
+                        unsigned cluster_y, A&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;

@@ -27,10 +27,11 @@
 // plane. 8 / kSteps warps share a chunk (row groups rg), so a block of 4 warps has kSteps / 2
 // chunks (chunk kSteps / 2 y + slot). A lane keeps its kSteps rows' sums across the chunk's
 // tiles; the 4 lanes of a row meet by shuffles at the end, the chunks in shared memory, the
-// splits (grid y) as in variant 4's finish(): fixed orders, so results do not depend on timing.
-// kSteps = 8 is the default (128 registers): with the split aiming for 12 warps per SM (one
-// warp per strip and chunk, a quarter of the splits of kSteps = 4) the 7B decoded 494 / 487
-// tok/s at 2.5 bpw against 470 / 463 for 4, +5% at 3.0 and 4.0 bpw too (H200, device run 89).
+// splits (grid y) as in variant 4's finish(), or within a thread-block cluster of the strip's
+// splits (finish_rows_cluster): fixed orders, so results do not depend on timing.
+// kSteps = 8 is the default (128 registers): a warp covers all 64 rows of its chunk's tiles,
+// and with the split aiming for 12 warps per SM the 7B decoded 494 / 487 tok/s at 2.5 bpw
+// against 470 / 463 for 4, +5% at 3.0 and 4.0 bpw too (H200, device run 89).
 // Run 18, when splits filled the occupancy cap, had measured 4 fastest (292 vs 271 for 2 and 257
 // for 8). 2- and 3-bit tiles are loaded one tile ahead (load_tile_words).
 #include <cooperative_groups.h>
