@@ -212,11 +212,8 @@ __device__ __forceinline__ void convert_head(const AttentionArgs& a, int64_t h) 
   if (!a.xq) return;
   __syncwarp();
   const int lane = threadIdx.x & 31;
-  for (int64_t c = h * a.head_dim + lane; c < (h + 1) * a.head_dim; c += 32) {
-    const __half v = half_saturated(a.out[c]);
-    a.x_half[c] = __half_as_ushort(v);
-    xq_store(a.xq, a.xq_meta, c, __half2float(v));
-  }
+  for (int64_t c = h * a.head_dim + lane; c < (h + 1) * a.head_dim; c += 32)
+    store_converted(reinterpret_cast<__half*>(a.x_half), a.xq, a.xq_meta, c, a.out[c]);
 }
 
 template <bool kF16>

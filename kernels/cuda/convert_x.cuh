@@ -45,4 +45,15 @@ __device__ __forceinline__ void xq_store(uint8_t* xq, float* meta, int64_t c, fl
 // already be far outside what the models see): every conversion of x to f16.
 __device__ __forceinline__ __half half_saturated(float v) { return __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); }
 
+// Column c of x as the matvecs read it: the f16 value at out[c] (out null: not stored) and, with
+// xq, variant 6's digits of that same f16 value (every lane of the warp calls it then: xq_store's
+// reductions). Returns the f16 value as a float, what the per-tile sums add.
+__device__ __forceinline__ float store_converted(__half* out, uint8_t* xq, float* meta, int64_t c, float v) {
+  const __half h = half_saturated(v);
+  if (out) out[c] = h;
+  const float rounded = __half2float(h);
+  if (xq) xq_store(xq, meta, c, rounded);
+  return rounded;
+}
+
 }  // namespace sbits::kernels::cuda

@@ -163,10 +163,8 @@ __device__ __forceinline__ void convert_store(const ConvertXArgs& a, int64_t j, 
   if (a.bf16) {
     if (j < a.n && c < a.ld) static_cast<__nv_bfloat16*>(a.out)[j * a.ld + c] = __float2bfloat16_rn(v);
   } else {
-    const __half h = half_saturated(v);
-    if (j < a.n && c < a.ld) static_cast<__half*>(a.out)[j * a.ld + c] = h;
-    rounded = __half2float(h);
-    if (a.xq && j == 0) xq_store(a.xq, a.xq_meta, c, rounded);
+    __half* row = j < a.n && c < a.ld ? static_cast<__half*>(a.out) + j * a.ld : nullptr;
+    rounded = store_converted(row, j == 0 ? a.xq : nullptr, a.xq_meta, c, v);
   }
   if (!a.sums) return;
   // The plain sum and the offsets of variant 4's decode (launch.h ConvertXArgs): column c of
@@ -233,10 +231,7 @@ __global__ void __launch_bounds__(kRmsThreads) rmsnorm_convert_kernel(const Rmsn
       v = x[i] * inv * load_weight(a.norm.w, a.norm.wtype, i);
       y[i] = v;
     }
-    const __half hv = half_saturated(v);
-    h[i] = hv;
-    const float r = __half2float(hv);
-    if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, i, r);
+    const float r = store_converted(h, j == 0 ? cv.xq : nullptr, cv.xq_meta, i, v);
     if (!cv.sums) continue;  // variant 6 alone reads this x: no sums
     float v4[4] = {r, r * float(1024 >> mma::pair_shift(2, pair)), r * float(1024 >> mma::pair_shift(4, pair)),
                    r * float(1024 >> mma::pair_shift(8, pair))};
@@ -270,9 +265,7 @@ __global__ void __launch_bounds__(128) rmsnorm_convert_wide_kernel(const Rmsnorm
     v = a.norm.x[j * a.norm.width + c] * inv * load_weight(a.norm.w, a.norm.wtype, c);
     a.norm.out[j * a.norm.width + c] = v;
   }
-  const __half hv = half_saturated(v);
-  static_cast<__half*>(cv.out)[j * cv.ld + c] = hv;
-  if (cv.xq && j == 0) xq_store(cv.xq, cv.xq_meta, c, __half2float(hv));
+  store_converted(static_cast<__half*>(cv.out) + j * cv.ld, j == 0 ? cv.xq : nullptr, cv.xq_meta, c, v);
 }
 
 // Eight codes of a tile: columns [8 q, 8 q + 8) of unit u, row r, with the reference numerics
