@@ -47,6 +47,7 @@ class CudaWeight final : public Weight, public DeviceResource {
   TiledDev tiled{};    // tiled: device description
   bool mma_ok = false;  // tiled: the tensor-core kernels take this layout (see cuda_matmul.cpp)
   int64_t slot_bytes = 0;  // tiled: variant 4's ring slot (cuda_matmul.cpp upload_tiled)
+  bool f16_tiles = false;  // tiled: some tiles kept in f16 (they read x's f16 copy)
 };
 
 class CudaKvCache final : public KvCache, public DeviceResource {
@@ -112,6 +113,10 @@ class CudaBackend final : public Backend {
                          bool xq = false);
   // Variant 6's x scratch for ld columns (launch.h ConvertXArgs::xq); may drain to grow.
   std::pair<uint8_t*, float*> xq_scratch(int64_t ld);
+  // The RMSNorm fold's digits of h (apart from xq_scratch, which the producer reads meanwhile)
+  // and its sums of squares (cuda_fuse.cpp).
+  std::pair<uint8_t*, float*> fold_scratch(int64_t ld);
+  double* fold_sums(int64_t ld);
   // The tiled kernel variant for a matvec of n rows on t (tiled_mma_* and tiled_dp4a).
   int64_t tiled_variant(const TiledDev& t, int n) const;
   // Whether a matvec of n rows on tiled weights of `cols` columns (64-row tiles) takes variant 6.
@@ -140,13 +145,24 @@ class CudaBackend final : public Backend {
     RmsnormArgs rms{};
     SwigluArgs swi{};
     const CudaBuffer* elem_out = nullptr;
+    // An rmsnorm of the (single) matmul's y came after it: a candidate for the RMSNorm fold
+    // (cuda_fuse.cpp), decided when the next matmul comes. elem, if any, came before the matmul.
+    bool norm_after = false;
+    RmsnormArgs norm{};
+    const CudaBuffer* norm_out = nullptr;
+    // The matmuls are the fold's consumer: x is fold.out, not yet divided by its rms.
+    bool fold_consumer = false;
+    RmsnormArgs fold{};
   };
   bool fusing() const { return fuse_ && mma_variant_ >= 4; }
   bool deferrable(const CudaWeight& w, int n) const;
   void defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void flush_pending();
   void record_elem(const Pending& p, int64_t ld, bool xq);  // ld > 0: fused with x's conversion
-  void record_group(const Pending& p);
+  void record_group(const Pending& p, const RmsnormArgs* fold_producer = nullptr);
+  bool fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const;
+  bool fold_consumer_ok(const CudaWeight& w, const CudaBuffer& x, int n) const;
+  void record_group_alone(Pending p);
 
   template <class A>
   void record(void (*run_fn)(const void*, const ExecContext&), const A& args) {
@@ -171,6 +187,7 @@ class CudaBackend final : public Backend {
   bool fuse_ = true;  // SBITS_CUDA_FUSE=0 turns deferral and fusion off (benchmarks' baseline)
   // Variant 6 adds its splits within a thread-block cluster (SBITS_CUDA_SPLITK_CLUSTER; sm_90)
   bool splitk_cluster_ = true;
+  bool norm_fold_ = true;  // the RMSNorm fold between variant-6 matvecs (SBITS_CUDA_NORM_FOLD)
   Pending pending_;
 
   struct HalfX {

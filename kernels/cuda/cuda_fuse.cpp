@@ -10,6 +10,15 @@
 //    block rows (tiled_mma.cu group_member);
 //  - an rmsnorm or swiglu waits; if the matmuls flushed next read its output, it is recorded
 //    fused with their x's conversion (rmsnorm_convert / swiglu_convert), else as itself.
+//  - the RMSNorm fold: an rmsnorm of the residual x that a variant-6 matvec just updated (wo,
+//    w_down with accumulate), whose output h only variant-6 matvecs read next (q, k, v; gate,
+//    up), runs as no kernel of its own. The producer matvec's finish also writes h = x w (the
+//    norm's weight, not yet divided by the rms), its digits, and sums of x^2 per 32 rows; the
+//    consumer matvecs read those digits as their x, form 1 / rms from the sums, scale their
+//    results by it (the matvec is linear in x) and scale h in place, so h holds the norm's
+//    output after them. Two launches per layer fewer. Not exact: the digits come from f32 h
+//    rather than from the f16 of the normalized h (tests/cuda: within the f16 rounding of x);
+//    consumers with f16 tiles, which read x's f16 copy, are not folded.
 // Exact semantics: every public op, read, write, top_k and synchronize flushes first (so
 // anything that touches a pending op's buffers runs after it), and DeviceState::drain does
 // too (resources destroyed or scratch grown while something is pending). A group never holds
@@ -38,10 +47,60 @@ bool CudaBackend::deferrable(const CudaWeight& w, int n) const {
          w.tiled.tile_rows == 64 && w.tiled.offs16 != nullptr;
 }
 
+// An rmsnorm of x into out may fold into the pending matmul that wrote x (see the top).
+bool CudaBackend::fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const {
+  const Pending& p = pending_;
+  if (!fusing() || !norm_fold_ || n != 1 || p.count != 1 || p.n != 1 || p.norm_after || p.fold_consumer ||
+      !p.mm[0].accumulate || p.mm[0].y != &x || &out == &x)
+    return false;
+  const CudaWeight& prod = *p.mm[0].w;
+  // Widths up to 16384: tiled_dp4a.cu stages the sums of squares (one per 32) in shared memory.
+  return w.type != WeightType::tiled && w.rows == 1 && w.cols == prod.rows && w.cols % 128 == 0 && w.cols <= 16384 &&
+         tiled_variant(prod.tiled, 1) == kTiledDp4aVariant;
+}
+
+// A matmul that may read the folded h: variant 6, and no f16 tiles (they read x's f16 copy).
+bool CudaBackend::fold_consumer_ok(const CudaWeight& w, const CudaBuffer& x, int n) const {
+  return n == 1 && !w.f16_tiles && &x == pending_.norm_out && w.cols == pending_.norm.width &&
+         tiled_variant(w.tiled, 1) == kTiledDp4aVariant;
+}
+
+// Records p's matmuls (with the elementwise op before them) without folding the rmsnorm after
+// them, which stays pending as one that may fuse with the conversion of the next matmul's x.
+// Nothing is pending while recording, so a drain (scratch growth) cannot record the rmsnorm
+// before the matmuls.
+void CudaBackend::record_group_alone(Pending p) {
+  Pending norm;
+  norm.elem = PendingElem::rmsnorm;
+  norm.rms = p.norm;
+  norm.elem_out = p.norm_out;
+  p.norm_after = false;
+  pending_ = Pending{};
+  record_group(p);
+  pending_ = norm;
+}
+
 void CudaBackend::defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate) {
   Pending& p = pending_;
+  if (p.norm_after) {
+    if (!fold_consumer_ok(w, x, n)) {
+      record_group_alone(p);
+    } else {
+      Pending producer = p;
+      producer.norm_after = false;
+      pending_ = Pending{};
+      record_group(producer, &producer.norm);
+      ++st_->queue->stats.norm_folds;
+      p.x = &x;
+      p.n = n;
+      p.fold_consumer = true;
+      p.fold = producer.norm;
+      p.mm[p.count++] = PendingMatmul{&w, &y, accumulate};
+      return;
+    }
+  }
   bool joins = p.count > 0 && p.count < kTiledMmaMaxGroup && p.x == &x && p.n == n &&
-               p.mm[0].w->cols == w.cols;
+               p.mm[0].w->cols == w.cols && (!p.fold_consumer || !w.f16_tiles);
   for (int i = 0; joins && i < p.count; ++i) joins = p.mm[i].y != &y;
   if (p.count > 0 && !joins) flush_pending();
   if (p.count == 0) {
@@ -58,6 +117,13 @@ void CudaBackend::flush_pending() {
   pending_ = Pending{};
   if (p.count == 0) {
     record_elem(p, 0, false);
+    return;
+  }
+  if (p.norm_after) {  // no matmul came to fold into: the rmsnorm after its matmuls, by itself
+    record_group_alone(p);
+    const Pending e = pending_;
+    pending_ = Pending{};
+    record_elem(e, 0, false);
     return;
   }
   record_group(p);
@@ -108,7 +174,8 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
   half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, !xq, xq, xh};
 }
 
-void CudaBackend::record_group(const Pending& p) {
+// fold_producer: the RMSNorm fold's rmsnorm that this (single, accumulating) matmul feeds.
+void CudaBackend::record_group(const Pending& p, const RmsnormArgs* fold_producer) {
   const CudaWeight& w0 = *p.mm[0].w;
   const TiledDev& t0 = w0.tiled;
   const int64_t ld = t0.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
@@ -133,11 +200,28 @@ void CudaBackend::record_group(const Pending& p) {
   a.t = t0;
   a.y = a.members[0].y;
   a.accumulate = a.members[0].accumulate;
-  a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, !xq, xq);
-  if (xq)
-    std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
-  else
-    a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+  if (p.fold_consumer) {  // x: the producer's digits of h (no f16 copy: no f16 tiles here)
+    std::tie(a.xq, a.xq_meta) = fold_scratch(ld);
+    a.ss_in = fold_sums(ld);
+    a.ss_count = ld / 32;
+    a.norm_width = p.fold.width;
+    a.norm_eps = p.fold.eps;
+    a.norm_h = p.fold.out;
+  } else {
+    a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, !xq, xq);
+    if (xq)
+      std::tie(a.xq, a.xq_meta) = xq_scratch(ld);
+    else
+      a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
+  }
+  if (fold_producer) {
+    const int64_t hld = fold_producer->width;  // whole tiles: fold_candidate
+    a.norm_w = fold_producer->w;
+    a.norm_wtype = fold_producer->wtype;
+    a.norm_h = fold_producer->out;
+    std::tie(a.xq_out, a.xq_meta_out) = fold_scratch(hld);
+    a.ss_out = fold_sums(hld);
+  }
   a.ld = ld;
   a.n = p.n;
   st_->queue->begin_op(0);

@@ -74,8 +74,10 @@ std::unique_ptr<Weight> CudaBackend::upload_tiled(const HostWeight& w) {
   // Variant 4's ring slot: a full 64 x 128 tile of the widest codes this weight has (f16 tiles
   // are read in place), so that any tile, edge tiles too, fits a slot.
   int max_bits = 2;
-  for (size_t i = 0; i < tiles; ++i)
+  for (size_t i = 0; i < tiles; ++i) {
     if (d.bits[i] != quant::kKeepF16Bits) max_bits = std::max<int>(max_bits, d.bits[i]);
+    out->f16_tiles = out->f16_tiles || d.bits[i] == quant::kKeepF16Bits;
+  }
   out->slot_bytes = int64_t(quant::tile_bytes(64, 128, 128, max_bits));
   return out;
 }
@@ -165,11 +167,24 @@ const uint16_t* CudaBackend::half_x(const CudaBuffer& x, int n, int64_t cols, in
   return static_cast<const uint16_t*>(out);
 }
 
-std::pair<uint8_t*, float*> CudaBackend::xq_scratch(int64_t ld) {
+namespace {
+std::pair<uint8_t*, float*> digits_scratch(DeviceState& st, Scratch& s, int64_t ld, const char* what) {
   const int64_t tiles = (ld + 127) / 128;
-  auto* base = static_cast<uint8_t*>(st_->x_q.ensure(
-      *st_, checked_mul("matmul", tiles, kXqTileBytes + kXqMetaFloats * 4), "matmul x digits (variant 6)"));
+  auto* base = static_cast<uint8_t*>(s.ensure(st, checked_mul("matmul", tiles, kXqTileBytes + kXqMetaFloats * 4), what));
   return {base, reinterpret_cast<float*>(base + tiles * kXqTileBytes)};
+}
+}  // namespace
+
+std::pair<uint8_t*, float*> CudaBackend::xq_scratch(int64_t ld) {
+  return digits_scratch(*st_, st_->x_q, ld, "matmul x digits (variant 6)");
+}
+
+std::pair<uint8_t*, float*> CudaBackend::fold_scratch(int64_t ld) {
+  return digits_scratch(*st_, st_->fold_xq, ld, "rmsnorm fold digits");
+}
+
+double* CudaBackend::fold_sums(int64_t ld) {
+  return static_cast<double*>(st_->fold_ss.ensure(*st_, size_t(ld / 32) * sizeof(double), "rmsnorm fold sums"));
 }
 
 // Variant 6 is the default for single-row matvecs on weights at least this wide: on the

@@ -88,10 +88,12 @@ void CudaBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int 
 void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Buffer& out) {
   const char* op = "rmsnorm";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  flush_pending();
   const CudaWeight& wt = cuda_weight(w, op);
   const CudaBuffer& xs = cuda_buffer(x, op, "x");
   CudaBuffer& o = cuda_buffer(out, op, "out");
+  // cuda_fuse.cpp: the matmul that wrote x stays pending when this may fold into it.
+  const bool fold = fold_candidate(xs, o, wt, n);
+  if (!fold) flush_pending();
   if (n < 0) fail(op, "n must be >= 0, got ", n);
   if (wt.type == WeightType::tiled) fail(op, "the weight must be f32, f16 or bf16, not tiled");
   if (wt.rows != 1) fail(op, "the weight must be 1 row (a vector), got ", wt.rows, " x ", wt.cols);
@@ -108,6 +110,12 @@ void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Bu
   a.eps = eps;
   a.out = o.ptr();
   stamp(o);
+  if (fold) {  // cuda_fuse.cpp: may fold into the pending matmul and the next ones
+    pending_.norm_after = true;
+    pending_.norm = a;
+    pending_.norm_out = &o;
+    return;
+  }
   if (fusing() && n <= kMatvecMaxRows) {  // cuda_fuse.cpp: may fuse with the next matmul's x
     pending_.elem = PendingElem::rmsnorm;
     pending_.rms = a;

@@ -217,6 +217,22 @@ struct TiledMmaArgs {
   // Variant 6 with 1 < splits <= kSplitKClusterMax: the splits of a strip are one thread-block
   // cluster and add their sums through distributed shared memory (partial and counters unused).
   int64_t cluster;
+  // Variant 6, an RMSNorm between two matvecs folded into both (cuda_fuse.cpp "norm between").
+  // The producer (accumulate: y is the residual x it updates) also writes, per row of y, h = y w
+  // (the norm's weight, not yet divided by the rms) to norm_h, the digits of h to xq_out /
+  // xq_meta_out for the consumer, and each strip's sum of y^2 to ss_out[strip]. The consumer
+  // reads those digits as its x, multiplies its results by 1 / rms formed from ss_in[0 ..
+  // ss_count) (width norm_width, norm_eps), and scales its slice of norm_h in place, so that h
+  // holds the norm's output once it has run.
+  const void* norm_w;
+  int64_t norm_wtype;
+  float* norm_h;
+  uint8_t* xq_out;
+  float* xq_meta_out;
+  double* ss_out;
+  const double* ss_in;
+  int64_t ss_count, norm_width;
+  double norm_eps;
 };
 constexpr int64_t kSplitKClusterMax = 8;  // the portable cluster size
 

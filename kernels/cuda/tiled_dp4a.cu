@@ -36,6 +36,7 @@
 // for 8). 2- and 3-bit tiles are loaded one tile ahead (load_tile_words).
 #include <cooperative_groups.h>
 
+#include "kernels/cuda/convert_x.cuh"
 #include "kernels/cuda/tiled_mma.cuh"
 
 namespace sbits::kernels::cuda {
@@ -221,24 +222,100 @@ __device__ __forceinline__ void dp4a_f16_tile(const uint8_t* tile, int rows_t, i
   });
 }
 
+// The RMSNorm fold's inputs that the finish reads (launch.h), copied to shared memory by cp.async
+// early on so that the finish does not wait on them: the producer's norm weights of its 64 rows
+// (constant: before the wait), the consumer's sums of squares (after it).
+constexpr int kFoldMaxSums = 512;  // widths up to 16384 (CudaBackend::fold_candidate)
+struct FoldStage {
+  alignas(16) uint32_t w[64];  // 64 weights of 4 or 2 bytes
+  double ss[kFoldMaxSums];
+};
+
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit_wait_all() {
+  asm volatile("cp.async.commit_group;\ncp.async.wait_all;" ::: "memory");
+}
+
+__device__ __forceinline__ void fold_stage_weights(const TiledMmaArgs& a, int64_t row0, FoldStage& st) {
+  if (!a.norm_w) return;
+  const int64_t esize = a.norm_wtype == int64_t(WeightType::f32) ? 4 : 2;
+  if (threadIdx.x < 16 * esize)
+    cp_async4(st.w + threadIdx.x, static_cast<const uint8_t*>(a.norm_w) + row0 * esize + threadIdx.x * 4);
+}
+__device__ __forceinline__ void fold_stage_sums(const TiledMmaArgs& a, FoldStage& st) {
+  if (!a.ss_in) return;
+  for (int64_t i = threadIdx.x; i < a.ss_count; i += blockDim.x) cp_async8(st.ss + i, a.ss_in + i);
+}
+
+// The strip's final sums to y: thread t < 64 of the one block that finishes the strip holds row
+// row0 + t's sum s (0 past rows_t), and warps 0 and 1 call this whole. inv: 1 for a plain
+// matvec, the consumer's 1 / rms with the RMSNorm fold (launch.h). The producer's side of the
+// fold: h = y w to norm_h and as digits (xq_store) to xq_out, and per warp the sum of y^2 over
+// its 32 rows to ss_out (two per strip), in double as rms_inverse sums.
+__device__ void store_rows(const TiledMmaArgs& a, int64_t row0, int rows_t, float s, float inv,
+                           const FoldStage& st) {
+  const int t = threadIdx.x;
+  const bool valid = t < rows_t;
+  const int64_t row = row0 + t;
+  float v = 0.0f;
+  if (valid) {
+    float* p = a.y + row;
+    v = a.accumulate ? *p + s * inv : s * inv;
+    *p = v;
+  }
+  if (!a.norm_w) return;
+  double sq = double(v) * double(v);
+  for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+  if (t % 32 == 0) a.ss_out[row0 / 32 + t / 32] = sq;
+  const float h = valid ? v * load_weight(st.w, a.norm_wtype, t) : 0.0f;
+  if (valid) a.norm_h[row] = h;
+  xq_store(a.xq_out, a.xq_meta_out, row, h);
+}
+
+// The consumer's side of the RMSNorm fold, in every block (all threads): 1 / rms of the
+// producer's y from its per-warp sums of squares (added in order, so every block forms the same
+// value), and the block's share of norm_h scaled by it. Returns 1 without the fold.
+__device__ float fold_consumer(const TiledMmaArgs& a, const FoldStage& st) {
+  if (!a.ss_in) return 1.0f;
+  __shared__ float inv;
+  if (threadIdx.x < 32) {
+    double s = 0;
+    for (int64_t i = threadIdx.x; i < a.ss_count; i += 32) s += st.ss[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (threadIdx.x == 0) inv = float(1.0 / sqrt(s / double(a.norm_width) + a.norm_eps));
+  }
+  __syncthreads();
+  const float r = inv;
+  const int64_t blocks = int64_t(gridDim.x) * gridDim.y, b = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
+  const int64_t per = (a.norm_width + blocks - 1) / blocks, end = min(a.norm_width, (b + 1) * per);
+  for (int64_t c = b * per + threadIdx.x; c < end; c += blockDim.x) a.norm_h[c] *= r;
+  return r;
+}
+
 // The block's 64 row sums (red[warp][row], warps added in order) to y, or with split-K to the
 // partial sums, of which the last block of the strip to finish adds the splits in order.
 template <int kSlots>
-__device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t, int64_t bx) {
+__device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t, int64_t bx,
+                            float inv, const FoldStage& st) {
   __shared__ uint32_t last;
   const int t = threadIdx.x;
+  float s = 0.0f;
   if (t < rows_t) {
-    float s = red[0][t];
+    s = red[0][t];
     for (int k = 1; k < kSlots; ++k) s += red[k][t];
-    const int64_t row = row0 + t;
-    if (a.splits == 1) {
-      float* p = a.y + row;
-      *p = a.accumulate ? *p + s : s;
-    } else {
-      a.partial[int64_t(blockIdx.y) * a.partial_ld + row] = s;
-    }
+    if (a.splits > 1) a.partial[int64_t(blockIdx.y) * a.partial_ld + row0 + t] = s;
   }
-  if (a.splits == 1) return;
+  if (a.splits == 1) {
+    if (t < 64) store_rows(a, row0, rows_t, s, inv, st);
+    return;
+  }
   // One fence after the barrier, as cooperative groups' grid sync does: the barrier orders the
   // block's partial writes before thread 0's fence and counter update.
   __syncthreads();
@@ -249,12 +326,11 @@ __device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64
   __syncthreads();
   if (!last) return;
   __threadfence();
-  if (t < rows_t) {
-    const int64_t row = row0 + t;
-    float s = 0.0f;
-    for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + k * a.partial_ld + row);
-    float* p = a.y + row;
-    *p = a.accumulate ? *p + s : s;
+  if (t < 64) {
+    s = 0.0f;
+    if (t < rows_t)
+      for (int64_t k = 0; k < a.splits; ++k) s += __ldcg(a.partial + k * a.partial_ld + row0 + t);
+    store_rows(a, row0, rows_t, s, inv, st);
   }
   if (t == 0) a.counters[bx] = 0;  // ready for the next launch
 }
@@ -265,7 +341,8 @@ __device__ void finish_rows(const TiledMmaArgs& a, const float (*red)[64], int64
 // through L2, the fence and the counter. The second barrier keeps every block's shared memory
 // alive until block 0 has read it.
 template <int kSlots>
-__device__ void finish_rows_cluster(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t) {
+__device__ void finish_rows_cluster(const TiledMmaArgs& a, const float (*red)[64], int64_t row0, int rows_t,
+                                    float inv, const FoldStage& st) {
   namespace cg = cooperative_groups;
   __shared__ float block_sum[64];
   const int t = threadIdx.x;
@@ -276,11 +353,11 @@ __device__ void finish_rows_cluster(const TiledMmaArgs& a, const float (*red)[64
   }
   cg::cluster_group cluster = cg::this_cluster();
   cluster.sync();
-  if (cluster.block_rank() == 0 && t < rows_t) {
+  if (cluster.block_rank() == 0 && t < 64) {
     float s = 0.0f;
-    for (int k = 0; k < int(a.splits); ++k) s += *cluster.map_shared_rank(block_sum + t, k);
-    float* p = a.y + row0 + t;
-    *p = a.accumulate ? *p + s : s;
+    if (t < rows_t)
+      for (int k = 0; k < int(a.splits); ++k) s += *cluster.map_shared_rank(block_sum + t, k);
+    store_rows(a, row0, rows_t, s, inv, st);
   }
   cluster.sync();
 }
@@ -311,8 +388,11 @@ __global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
     if (b == 2) load_tile_words<2, kSteps>(tile, rows_t, lane, rg, next);
     if (b == 3) load_tile_words<3, kSteps>(tile, rows_t, lane, rg, next);
   };
+  __shared__ FoldStage fold;
+  fold_stage_weights(a, row0, fold);
   prefetch(0);  // weights: no earlier kernel writes them
   wait_prior_grid();  // x and the split-K scratch come from earlier kernels
+  fold_stage_sums(a, fold);
   float y[kSteps] = {};
   for (int i = 0; i < ntiles; ++i) {
     const int b = __shfl_sync(0xffffffffu, my_bits, i);
@@ -344,11 +424,13 @@ __global__ void __launch_bounds__(128) tiled_dp4a_kernel(const TiledMmaArgs g) {
     v += __shfl_xor_sync(0xffffffffu, v, 2);
     if ((lane & 3) == 0) red[slot][8 * (rg * kSteps + J.value) + (lane >> 2)] = v;
   });
+  cp_async_commit_wait_all();  // the fold's staged inputs, visible after the barrier
   __syncthreads();
+  const float inv = fold_consumer(a, fold);
   if (a.cluster)
-    finish_rows_cluster<kSlots>(a, red, row0, rows_t);
+    finish_rows_cluster<kSlots>(a, red, row0, rows_t, inv, fold);
   else
-    finish_rows<kSlots>(a, red, row0, rows_t, bx);
+    finish_rows<kSlots>(a, red, row0, rows_t, bx, inv, fold);
 }
 
 }  // namespace

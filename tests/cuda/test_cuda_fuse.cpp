@@ -243,3 +243,131 @@ TEST_CASE("cuda fused decode ops: one-row attention converts wo's x as convert_x
 }
 
 }  // namespace sbits::kernels::test
+
+namespace sbits::kernels::test {
+namespace {
+
+// Tiles of every code bitwidth but no f16 ones: f16 tiles read x's f16 copy, which the RMSNorm
+// fold does not make, so their matvecs are not folded.
+RandomTiled tiled_codes(int64_t rows, int64_t cols, uint32_t seed) {
+  const uint8_t bits[] = {2, 3, 4, 5, 6, 8};
+  const int64_t tiles = ((rows + 63) / 64) * ((cols + 127) / 128);
+  std::vector<uint8_t> t(static_cast<size_t>(tiles));
+  std::mt19937 rng(seed);
+  for (auto& b : t) b = bits[rng() % 6];
+  return make_random_tiled(rows, cols, 64, 128, 128, t, seed);
+}
+
+struct FoldRun {
+  std::vector<std::vector<float>> buffers;
+  std::vector<float> x_at_fold, h_at_fold;  // x and h after the second fold's consumers
+  uint64_t folds = 0;                       // CudaStats::norm_folds (0 on the CPU)
+};
+
+struct FoldWeights {
+  RandomTiled q, k, o, gate, up, down, f16;
+  explicit FoldWeights(int64_t d, int64_t f)
+      : q(tiled_codes(d, d, 31)), k(tiled_codes(d / 2, d, 32)), o(tiled_codes(d, d, 33)), gate(tiled_codes(f, d, 34)),
+        up(tiled_codes(f, d, 35)), down(tiled_codes(d, f, 36)), f16(tiled(f, d, 37)) {}
+};
+
+// Decode-shaped (n = 1, d >= 2048: variant 6) sequences around the fold: two folds (swiglu, down
+// into q / k; wo into gate / up), then rmsnorms that cannot fold - the next matmul has f16 tiles, or
+// an add reads the norm's output first, or nothing follows - and reads of a folded norm's output.
+// Magnitudes stay where the f16 conversions of x do not saturate (small weights, norm ~0.04).
+FoldRun fold_sequence(Backend& be, const FoldWeights& fw, const std::vector<float>& norm, uint32_t seed) {
+  const int64_t d = fw.q.desc.rows, f = fw.gate.desc.rows;
+  auto wq = upload(be, fw.q), wk = upload(be, fw.k), wo = upload(be, fw.o), wg = upload(be, fw.gate),
+       wu = upload(be, fw.up), wd = upload(be, fw.down), wm = upload(be, fw.f16);
+  HostWeight nh;
+  nh.type = WeightType::f32;
+  nh.rows = 1;
+  nh.cols = d;
+  nh.data = norm.data();
+  nh.bytes = norm.size() * 4;
+  auto wn = be.upload(nh);
+  std::mt19937_64 rng(seed);
+  auto x = make_buffer(be, random_floats(rng, size_t(d), -2.0f, 2.0f)),
+       sa = make_buffer(be, random_floats(rng, size_t(f), -0.4f, 0.4f)),
+       sb = make_buffer(be, random_floats(rng, size_t(f), -0.4f, 0.4f));
+  auto s = be.alloc(size_t(f)), h = be.alloc(size_t(d)), q = be.alloc(size_t(d)), k = be.alloc(size_t(d / 2)), g = be.alloc(size_t(f)),
+       u = be.alloc(size_t(f)), m = be.alloc(size_t(f)), h2 = be.alloc(size_t(d));
+  const bool cuda = be.name() == "cuda";
+  const uint64_t folds0 = cuda ? cuda_stats(be).norm_folds : 0;
+  be.swiglu(*sa, *sb, size_t(f), *s);  // fused with the conversion of down's x, which
+  be.matmul(*wd, *s, 1, *x, true);     // is the producer: down into the residual
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
+  be.matmul(*wq, *h, 1, *q, false);  // consumers
+  be.matmul(*wk, *h, 1, *k, false);
+  be.matmul(*wo, *q, 1, *x, true);  // producer: wo
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
+  be.matmul(*wg, *h, 1, *g, false);
+  be.matmul(*wu, *h, 1, *u, false);
+  FoldRun r;
+  r.h_at_fold = read_all(be, *h);  // scaled in place by the consumers
+  r.x_at_fold = read_all(be, *x);
+  be.matmul(*wo, *q, 1, *x, true);
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
+  be.matmul(*wm, *h, 1, *m, false);  // f16 tiles: no fold
+  be.matmul(*wo, *q, 1, *x, true);
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h2);
+  be.add(*h2, *q, size_t(d));  // reads the norm's output: no fold
+  be.matmul(*wo, *h2, 1, *x, true);
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h);  // nothing after it but the reads
+  for (Buffer* b : {x.get(), h.get(), q.get(), k.get(), g.get(), u.get(), m.get(), h2.get()})
+    r.buffers.push_back(read_all(be, *b));
+  if (cuda) r.folds = cuda_stats(be).norm_folds - folds0;
+  return r;
+}
+
+}  // namespace
+
+// The RMSNorm fold (cuda_fuse.cpp) against the CPU and against SBITS_CUDA_NORM_FOLD=0. Its
+// consumers' x differs from the unfolded path's by the f16 rounding of the normalized x that the
+// fold skips (~2^-11 relative per element): 1e-2 of each buffer's largest value, as the other
+// fused paths. The folded norm's output, as its consumers leave it, against the norm of the x
+// read back (f32 arithmetic in another order): 1e-5.
+TEST_CASE("cuda fused decode ops: the RMSNorm fold matches the CPU and the unfolded path") {
+  struct Dims {
+    int64_t d, f;
+  };
+  // Widths >= 2048: variant 6 on every matvec. 2176: 17 tile columns, split into chunks of
+  // unequal tile counts.
+  for (const Dims dims : {Dims{2048, 2816}, Dims{2176, 2304}}) {
+    INFO("d ", dims.d, " f ", dims.f);
+    const FoldWeights fw(dims.d, dims.f);
+    std::vector<float> norm(size_t(dims.d));
+    std::mt19937 rng(12);
+    std::uniform_real_distribution<float> nd(0.02f, 0.06f);
+    for (float& v : norm) v = nd(rng);
+    auto cpu = make_backend(CpuIsa::scalar, 1);
+    const FoldRun ref = fold_sequence(*cpu, fw, norm, 5);
+    FoldRun plain;
+    {
+      ScopedEnv env("SBITS_CUDA_NORM_FOLD", "0");
+      auto gpu = make_cuda();
+      plain = fold_sequence(*gpu, fw, norm, 5);
+    }
+    auto gpu = make_cuda();
+    const FoldRun folded = fold_sequence(*gpu, fw, norm, 5);
+    CHECK(folded.folds == 2);
+    CHECK(plain.folds == 0);
+    for (size_t b = 0; b < ref.buffers.size(); ++b) {
+      INFO("buffer ", b);
+      CHECK(worst_vs_max(folded.buffers[b], ref.buffers[b]) <= 1e-2);
+      CHECK(worst_vs_max(plain.buffers[b], ref.buffers[b]) <= 1e-2);
+      CHECK(worst_vs_max(folded.buffers[b], plain.buffers[b]) <= 1e-2);
+    }
+    double ss = 0;
+    for (float v : folded.x_at_fold) ss += double(v) * double(v);
+    const float inv = float(1.0 / std::sqrt(ss / double(dims.d) + 1e-5));
+    std::vector<float> h(norm.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = folded.x_at_fold[i] * inv * norm[i];
+    CHECK(worst_vs_max(folded.h_at_fold, h) <= 1e-5);
+    // Graph replays and a second sequence give the same bits.
+    const FoldRun again = fold_sequence(*gpu, fw, norm, 5);
+    for (size_t b = 0; b < ref.buffers.size(); ++b) CHECK(again.buffers[b] == folded.buffers[b]);
+  }
+}
+
+}  // namespace sbits::kernels::test
