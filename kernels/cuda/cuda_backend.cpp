@@ -152,6 +152,7 @@ CudaBackend::CudaBackend(int device) : st_(std::make_shared<DeviceState>(device)
   attn_adaptive_ = env_int("SBITS_CUDA_ATTN_ADAPTIVE", 1, 0, 1) != 0;
   splitk_cluster_ = env_int("SBITS_CUDA_SPLITK_CLUSTER", 1, 0, 1) != 0 && p.major >= 9;
   norm_fold_ = env_int("SBITS_CUDA_NORM_FOLD", 1, 0, 1) != 0;
+  swiglu_fold_ = env_int("SBITS_CUDA_SWIGLU_FOLD", 1, 0, 1) != 0;
   // Deferred ops (cuda_fuse.cpp) go out before any drain: a resource freed, scratch grown.
   st_->before_drain = [this] { flush_pending(); };
 }

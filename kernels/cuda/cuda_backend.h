@@ -45,6 +45,7 @@ struct CudaStats {
   uint64_t graph_captures = 0;  // sequences captured into a CUDA graph
   uint64_t graph_launches = 0;  // sequences run by replaying a graph (captures included)
   uint64_t norm_folds = 0;      // rmsnorms folded into the matvecs around them (cuda_fuse.cpp)
+  uint64_t swiglu_folds = 0;    // swiglus folded into their gate / up matvecs (cuda_fuse.cpp)
   uint64_t device_bytes = 0;    // device memory held now: weights, buffers, KV caches, scratch
 };
 

@@ -116,6 +116,7 @@ class CudaBackend final : public Backend {
   // The RMSNorm fold's digits of h (apart from xq_scratch, which the producer reads meanwhile)
   // and its sums of squares (cuda_fuse.cpp).
   std::pair<uint8_t*, float*> fold_scratch(int64_t ld);
+  std::pair<uint8_t*, float*> swiglu_scratch(int64_t ld);
   double* fold_sums(int64_t ld);
   // The tiled kernel variant for a matvec of n rows on t (tiled_mma_* and tiled_dp4a).
   int64_t tiled_variant(const TiledDev& t, int n) const;
@@ -145,13 +146,16 @@ class CudaBackend final : public Backend {
     RmsnormArgs rms{};
     SwigluArgs swi{};
     const CudaBuffer* elem_out = nullptr;
-    // An rmsnorm of the (single) matmul's y came after it: a candidate for the RMSNorm fold
-    // (cuda_fuse.cpp), decided when the next matmul comes. elem, if any, came before the matmul.
-    bool norm_after = false;
-    RmsnormArgs norm{};
-    const CudaBuffer* norm_out = nullptr;
-    // The matmuls are the fold's consumer: x is fold.out, not yet divided by its rms.
-    bool fold_consumer = false;
+    // An elementwise op of the matmuls' output came after them - an rmsnorm of a single
+    // accumulating matmul's y, or swiglu of a gate / up pair's - a fold candidate (cuda_fuse.cpp),
+    // decided when the next matmul comes. elem, if any, came before the matmuls.
+    PendingElem after = PendingElem::none;
+    RmsnormArgs after_rms{};
+    SwigluArgs after_swi{};
+    const CudaBuffer* after_out = nullptr;
+    // The matmuls consume a fold: their x is the digits the producer wrote (the rmsnorm fold's,
+    // with results scaled by 1 / rms of `fold`; or the swiglu fold's).
+    PendingElem consumer_of = PendingElem::none;
     RmsnormArgs fold{};
   };
   bool fusing() const { return fuse_ && mma_variant_ >= 4; }
@@ -159,8 +163,9 @@ class CudaBackend final : public Backend {
   void defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate);
   void flush_pending();
   void record_elem(const Pending& p, int64_t ld, bool xq);  // ld > 0: fused with x's conversion
-  void record_group(const Pending& p, const RmsnormArgs* fold_producer = nullptr);
-  bool fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const;
+  void record_group(const Pending& p, const Pending* fold_from = nullptr);
+  bool norm_fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const;
+  bool swiglu_fold_candidate(const CudaBuffer& gate, const CudaBuffer& up, size_t count) const;
   bool fold_consumer_ok(const CudaWeight& w, const CudaBuffer& x, int n) const;
   void record_group_alone(Pending p);
 
@@ -188,6 +193,7 @@ class CudaBackend final : public Backend {
   // Variant 6 adds its splits within a thread-block cluster (SBITS_CUDA_SPLITK_CLUSTER; sm_90)
   bool splitk_cluster_ = true;
   bool norm_fold_ = true;  // the RMSNorm fold between variant-6 matvecs (SBITS_CUDA_NORM_FOLD)
+  bool swiglu_fold_ = true;  // the swiglu fold into gate / up (SBITS_CUDA_SWIGLU_FOLD)
   Pending pending_;
 
   struct HalfX {

@@ -48,10 +48,10 @@ bool CudaBackend::deferrable(const CudaWeight& w, int n) const {
 }
 
 // An rmsnorm of x into out may fold into the pending matmul that wrote x (see the top).
-bool CudaBackend::fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const {
+bool CudaBackend::norm_fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const {
   const Pending& p = pending_;
-  if (!fusing() || !norm_fold_ || n != 1 || p.count != 1 || p.n != 1 || p.norm_after || p.fold_consumer ||
-      !p.mm[0].accumulate || p.mm[0].y != &x || &out == &x)
+  if (!fusing() || !norm_fold_ || n != 1 || p.count != 1 || p.n != 1 || p.after != PendingElem::none ||
+      p.consumer_of == PendingElem::rmsnorm || !p.mm[0].accumulate || p.mm[0].y != &x || &out == &x)
     return false;
   const CudaWeight& prod = *p.mm[0].w;
   // Widths up to 16384: tiled_dp4a.cu stages the sums of squares (one per 32) in shared memory.
@@ -59,48 +59,63 @@ bool CudaBackend::fold_candidate(const CudaBuffer& x, const CudaBuffer& out, con
          tiled_variant(prod.tiled, 1) == kTiledDp4aVariant;
 }
 
-// A matmul that may read the folded h: variant 6, and no f16 tiles (they read x's f16 copy).
+// swiglu of the pending gate / up pair's outputs may fold into them (see the top); its output
+// may be either input (each element is read and written by one thread).
+bool CudaBackend::swiglu_fold_candidate(const CudaBuffer& gate, const CudaBuffer& up, size_t count) const {
+  const Pending& p = pending_;
+  if (!fusing() || !swiglu_fold_ || p.count != 2 || p.n != 1 || p.after != PendingElem::none ||
+      p.mm[0].y != &gate || p.mm[1].y != &up || p.mm[0].accumulate || p.mm[1].accumulate)
+    return false;
+  const CudaWeight &wg = *p.mm[0].w, &wu = *p.mm[1].w;
+  return wg.rows == wu.rows && size_t(wg.rows) == count && wg.rows % 128 == 0 &&
+         tiled_variant(wg.tiled, 1) == kTiledDp4aVariant;
+}
+
+// A matmul that may read the pending fold's output: variant 6, and no f16 tiles (they read x's
+// f16 copy, which the folds do not make).
 bool CudaBackend::fold_consumer_ok(const CudaWeight& w, const CudaBuffer& x, int n) const {
-  return n == 1 && !w.f16_tiles && &x == pending_.norm_out && w.cols == pending_.norm.width &&
+  const Pending& p = pending_;
+  const int64_t width = p.after == PendingElem::rmsnorm ? p.after_rms.width : p.after_swi.count;
+  return n == 1 && !w.f16_tiles && &x == p.after_out && w.cols == width &&
          tiled_variant(w.tiled, 1) == kTiledDp4aVariant;
 }
 
-// Records p's matmuls (with the elementwise op before them) without folding the rmsnorm after
-// them, which stays pending as one that may fuse with the conversion of the next matmul's x.
-// Nothing is pending while recording, so a drain (scratch growth) cannot record the rmsnorm
-// before the matmuls.
+// Records p's matmuls (with the elementwise op before them) without folding the op after them,
+// which stays pending as one that may fuse with the conversion of the next matmul's x. Nothing
+// is pending while recording, so a drain (scratch growth) cannot record it before the matmuls.
 void CudaBackend::record_group_alone(Pending p) {
-  Pending norm;
-  norm.elem = PendingElem::rmsnorm;
-  norm.rms = p.norm;
-  norm.elem_out = p.norm_out;
-  p.norm_after = false;
+  Pending next;
+  next.elem = p.after;
+  next.rms = p.after_rms;
+  next.swi = p.after_swi;
+  next.elem_out = p.after_out;
+  p.after = PendingElem::none;
   pending_ = Pending{};
   record_group(p);
-  pending_ = norm;
+  pending_ = next;
 }
 
 void CudaBackend::defer_matmul(const CudaWeight& w, const CudaBuffer& x, int n, CudaBuffer& y, bool accumulate) {
   Pending& p = pending_;
-  if (p.norm_after) {
+  if (p.after != PendingElem::none) {
     if (!fold_consumer_ok(w, x, n)) {
       record_group_alone(p);
     } else {
-      Pending producer = p;
-      producer.norm_after = false;
+      const Pending producer = p;
       pending_ = Pending{};
-      record_group(producer, &producer.norm);
-      ++st_->queue->stats.norm_folds;
+      record_group(producer, &producer);
+      if (producer.after == PendingElem::rmsnorm) ++st_->queue->stats.norm_folds;
+      else ++st_->queue->stats.swiglu_folds;
       p.x = &x;
       p.n = n;
-      p.fold_consumer = true;
-      p.fold = producer.norm;
+      p.consumer_of = producer.after;
+      p.fold = producer.after_rms;
       p.mm[p.count++] = PendingMatmul{&w, &y, accumulate};
       return;
     }
   }
   bool joins = p.count > 0 && p.count < kTiledMmaMaxGroup && p.x == &x && p.n == n &&
-               p.mm[0].w->cols == w.cols && (!p.fold_consumer || !w.f16_tiles);
+               p.mm[0].w->cols == w.cols && (p.consumer_of == PendingElem::none || !w.f16_tiles);
   for (int i = 0; joins && i < p.count; ++i) joins = p.mm[i].y != &y;
   if (p.count > 0 && !joins) flush_pending();
   if (p.count == 0) {
@@ -119,7 +134,7 @@ void CudaBackend::flush_pending() {
     record_elem(p, 0, false);
     return;
   }
-  if (p.norm_after) {  // no matmul came to fold into: the rmsnorm after its matmuls, by itself
+  if (p.after != PendingElem::none) {  // no matmul came to fold into: the op after, by itself
     record_group_alone(p);
     const Pending e = pending_;
     pending_ = Pending{};
@@ -174,8 +189,8 @@ void CudaBackend::record_elem(const Pending& p, int64_t ld, bool xq) {
   half_x_ = HalfX{&out, out.version, p.n, cols, ld, false, !xq, xq, xh};
 }
 
-// fold_producer: the RMSNorm fold's rmsnorm that this (single, accumulating) matmul feeds.
-void CudaBackend::record_group(const Pending& p, const RmsnormArgs* fold_producer) {
+// fold_from: the pending state whose op after the matmuls (p's) folds into them.
+void CudaBackend::record_group(const Pending& p, const Pending* fold_from) {
   const CudaWeight& w0 = *p.mm[0].w;
   const TiledDev& t0 = w0.tiled;
   const int64_t ld = t0.tiles_c * 128;  // x padded to whole tiles: padding columns meet zeros
@@ -200,13 +215,15 @@ void CudaBackend::record_group(const Pending& p, const RmsnormArgs* fold_produce
   a.t = t0;
   a.y = a.members[0].y;
   a.accumulate = a.members[0].accumulate;
-  if (p.fold_consumer) {  // x: the producer's digits of h (no f16 copy: no f16 tiles here)
+  if (p.consumer_of == PendingElem::rmsnorm) {  // x: the producer's digits of h (no f16 tiles here)
     std::tie(a.xq, a.xq_meta) = fold_scratch(ld);
     a.ss_in = fold_sums(ld);
     a.ss_count = ld / 32;
     a.norm_width = p.fold.width;
     a.norm_eps = p.fold.eps;
     a.norm_h = p.fold.out;
+  } else if (p.consumer_of == PendingElem::swiglu) {
+    std::tie(a.xq, a.xq_meta) = swiglu_scratch(ld);
   } else {
     a.x_half = half_x(*p.x, p.n, t0.cols, ld, false, !xq, xq);
     if (xq)
@@ -214,13 +231,21 @@ void CudaBackend::record_group(const Pending& p, const RmsnormArgs* fold_produce
     else
       a.x_sums = static_cast<const float*>(st_->x_sum.ensure(*st_, 0, "matmul x sums"));
   }
-  if (fold_producer) {
-    const int64_t hld = fold_producer->width;  // whole tiles: fold_candidate
-    a.norm_w = fold_producer->w;
-    a.norm_wtype = fold_producer->wtype;
-    a.norm_h = fold_producer->out;
-    std::tie(a.xq_out, a.xq_meta_out) = fold_scratch(hld);
-    a.ss_out = fold_sums(hld);
+  if (fold_from && fold_from->after == PendingElem::rmsnorm) {
+    const RmsnormArgs& r = fold_from->after_rms;  // width: whole tiles (norm_fold_candidate)
+    a.norm_w = r.w;
+    a.norm_wtype = r.wtype;
+    a.norm_h = r.out;
+    std::tie(a.xq_out, a.xq_meta_out) = fold_scratch(r.width);
+    a.ss_out = fold_sums(r.width);
+  } else if (fold_from && fold_from->after == PendingElem::swiglu) {
+    const SwigluArgs& sw = fold_from->after_swi;  // count: whole tiles (swiglu_fold_candidate)
+    a.swi_gate = sw.gate;
+    a.swi_up = sw.up;
+    a.swi_out = sw.out;
+    std::tie(a.swi_xq, a.swi_meta) = swiglu_scratch(sw.count);
+    a.swi_counters = static_cast<uint32_t*>(
+        st_->swiglu_counters.ensure(*st_, size_t(sw.count / 64) * 4, "swiglu fold counters"));
   }
   a.ld = ld;
   a.n = p.n;

@@ -183,6 +183,10 @@ std::pair<uint8_t*, float*> CudaBackend::fold_scratch(int64_t ld) {
   return digits_scratch(*st_, st_->fold_xq, ld, "rmsnorm fold digits");
 }
 
+std::pair<uint8_t*, float*> CudaBackend::swiglu_scratch(int64_t ld) {
+  return digits_scratch(*st_, st_->swiglu_xq, ld, "swiglu fold digits");
+}
+
 double* CudaBackend::fold_sums(int64_t ld) {
   return static_cast<double*>(st_->fold_ss.ensure(*st_, size_t(ld / 32) * sizeof(double), "rmsnorm fold sums"));
 }

@@ -92,7 +92,7 @@ void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Bu
   const CudaBuffer& xs = cuda_buffer(x, op, "x");
   CudaBuffer& o = cuda_buffer(out, op, "out");
   // cuda_fuse.cpp: the matmul that wrote x stays pending when this may fold into it.
-  const bool fold = fold_candidate(xs, o, wt, n);
+  const bool fold = norm_fold_candidate(xs, o, wt, n);
   if (!fold) flush_pending();
   if (n < 0) fail(op, "n must be >= 0, got ", n);
   if (wt.type == WeightType::tiled) fail(op, "the weight must be f32, f16 or bf16, not tiled");
@@ -111,9 +111,9 @@ void CudaBackend::rmsnorm(const Buffer& x, const Weight& w, float eps, int n, Bu
   a.out = o.ptr();
   stamp(o);
   if (fold) {  // cuda_fuse.cpp: may fold into the pending matmul and the next ones
-    pending_.norm_after = true;
-    pending_.norm = a;
-    pending_.norm_out = &o;
+    pending_.after = PendingElem::rmsnorm;
+    pending_.after_rms = a;
+    pending_.after_out = &o;
     return;
   }
   if (fusing() && n <= kMatvecMaxRows) {  // cuda_fuse.cpp: may fuse with the next matmul's x
@@ -143,10 +143,12 @@ void CudaBackend::rope(Buffer& x, int n, int n_heads, int head_dim, const RowInf
 void CudaBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {
   const char* op = "swiglu";
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
-  flush_pending();
   const CudaBuffer& g = cuda_buffer(gate, op, "gate");
   const CudaBuffer& u = cuda_buffer(up, op, "up");
   CudaBuffer& o = cuda_buffer(out, op, "out");
+  // cuda_fuse.cpp: the gate / up matmuls stay pending when this may fold into them.
+  const bool fold = swiglu_fold_candidate(g, u, count);
+  if (!fold) flush_pending();
   check_count(op, "gate", g, count);
   check_count(op, "up", u, count);
   check_count(op, "out", o, count);
@@ -157,6 +159,12 @@ void CudaBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buf
   a.out = o.ptr();
   a.count = int64_t(count);
   stamp(o);
+  if (fold) {
+    pending_.after = PendingElem::swiglu;
+    pending_.after_swi = a;
+    pending_.after_out = &o;
+    return;
+  }
   if (fusing()) {  // cuda_fuse.cpp: may fuse with the next matmul's x
     pending_.elem = PendingElem::swiglu;
     pending_.swi = a;

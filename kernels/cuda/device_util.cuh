@@ -111,6 +111,13 @@ __device__ __forceinline__ float load_weight(const void* w, int64_t type, int64_
   return __uint_as_float(uint32_t(h) << 16);  // bf16 is the top half of an f32
 }
 
+// silu(g) u as the CPU computes it: sigmoid from e = exp(-|g|) <= 1, so nothing overflows.
+__device__ __forceinline__ float silu_times(float g, float u) {
+  const float e = expf(-fabsf(g));
+  const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  return (sig == 0.0f ? -0.0f : g * sig) * u;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

@@ -129,13 +129,6 @@ __global__ void rope_store_kernel(const RopeStoreArgs a) {
   }
 }
 
-// silu as the CPU computes it: sigmoid from e = exp(-|g|) <= 1, so nothing overflows.
-__device__ __forceinline__ float silu_times(float g, float u) {
-  const float e = expf(-fabsf(g));
-  const float sig = g >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-  return (sig == 0.0f ? -0.0f : g * sig) * u;
-}
-
 __global__ void swiglu_kernel(const SwigluArgs a) {
   pdl_enter(a);
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;

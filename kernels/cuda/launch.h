@@ -233,6 +233,16 @@ struct TiledMmaArgs {
   const double* ss_in;
   int64_t ss_count, norm_width;
   double norm_eps;
+  // Variant 6, swiglu folded into a gate / up group (cuda_fuse.cpp): of the two strips i (gate's,
+  // up's), the finishing block of the second to finish (swi_counters[i] counts them) writes
+  // swi_out = silu(gate) up for their 64 rows and the digits of its f16 value to swi_xq /
+  // swi_meta (down's x, as swiglu_convert makes them).
+  const float* swi_gate;
+  const float* swi_up;
+  float* swi_out;
+  uint8_t* swi_xq;
+  float* swi_meta;
+  uint32_t* swi_counters;
 };
 constexpr int64_t kSplitKClusterMax = 8;  // the portable cluster size
 

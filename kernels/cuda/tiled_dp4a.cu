@@ -254,6 +254,31 @@ __device__ __forceinline__ void fold_stage_sums(const TiledMmaArgs& a, FoldStage
   for (int64_t i = threadIdx.x; i < a.ss_count; i += blockDim.x) cp_async8(st.ss + i, a.ss_in + i);
 }
 
+// The swiglu fold's finish (launch.h swi_*), by warps 0 and 1 of a strip's finishing block once
+// its rows of y are stored: the second of strip i's two blocks (gate's, up's) to get here forms
+// swiglu of both for the 64 rows and down's digits of it. The counter hand-off orders the first
+// block's stores before the second's loads, as finish_rows's split-K hand-off does.
+__device__ void swiglu_pair(const TiledMmaArgs& a, int64_t strip, int64_t row0, int rows_t) {
+  __shared__ uint32_t second;
+  asm volatile("bar.sync 1, 64;" ::: "memory");
+  if (threadIdx.x == 0) {
+    __threadfence();
+    second = atomicAdd(a.swi_counters + strip, 1u) == 1u;
+  }
+  asm volatile("bar.sync 1, 64;" ::: "memory");
+  if (!second) return;
+  __threadfence();
+  const int t = threadIdx.x;
+  const int64_t row = row0 + t;
+  float v = 0.0f;
+  if (t < rows_t) {
+    v = silu_times(__ldcg(a.swi_gate + row), __ldcg(a.swi_up + row));
+    a.swi_out[row] = v;
+  }
+  store_converted(nullptr, a.swi_xq, a.swi_meta, row, v);
+  if (t == 0) a.swi_counters[strip] = 0;  // ready for the next launch
+}
+
 // The strip's final sums to y: thread t < 64 of the one block that finishes the strip holds row
 // row0 + t's sum s (0 past rows_t), and warps 0 and 1 call this whole. inv: 1 for a plain
 // matvec, the consumer's 1 / rms with the RMSNorm fold (launch.h). The producer's side of the
@@ -270,6 +295,7 @@ __device__ void store_rows(const TiledMmaArgs& a, int64_t row0, int rows_t, floa
     v = a.accumulate ? *p + s * inv : s * inv;
     *p = v;
   }
+  if (a.swi_out) swiglu_pair(a, row0 / 64, row0, rows_t);
   if (!a.norm_w) return;
   double sq = double(v) * double(v);
   for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);

@@ -260,25 +260,25 @@ RandomTiled tiled_codes(int64_t rows, int64_t cols, uint32_t seed) {
 
 struct FoldRun {
   std::vector<std::vector<float>> buffers;
-  std::vector<float> x_at_fold, h_at_fold;  // x and h after the second fold's consumers
-  uint64_t folds = 0;                       // CudaStats::norm_folds (0 on the CPU)
+  std::vector<float> x_at_fold, h_at_fold;  // x and h after the third norm fold's consumer
+  uint64_t norm_folds = 0, swiglu_folds = 0;  // CudaStats (0 on the CPU)
 };
 
 struct FoldWeights {
-  RandomTiled q, k, o, gate, up, down, f16;
+  RandomTiled q, k, o, gate, up, down, f16, down_f16;
   explicit FoldWeights(int64_t d, int64_t f)
       : q(tiled_codes(d, d, 31)), k(tiled_codes(d / 2, d, 32)), o(tiled_codes(d, d, 33)), gate(tiled_codes(f, d, 34)),
-        up(tiled_codes(f, d, 35)), down(tiled_codes(d, f, 36)), f16(tiled(f, d, 37)) {}
+        up(tiled_codes(f, d, 35)), down(tiled_codes(d, f, 36)), f16(tiled(f, d, 37)), down_f16(tiled(d, f, 38)) {}
 };
 
-// Decode-shaped (n = 1, d >= 2048: variant 6) sequences around the fold: two folds (swiglu, down
-// into q / k; wo into gate / up), then rmsnorms that cannot fold - the next matmul has f16 tiles, or
-// an add reads the norm's output first, or nothing follows - and reads of a folded norm's output.
-// Magnitudes stay where the f16 conversions of x do not saturate (small weights, norm ~0.04).
+// Decode-shaped (n = 1, widths >= 2048: variant 6) sequences around the folds: three rmsnorm
+// folds (down into q / k, wo into gate / up, down into q) and a swiglu fold (gate / up into down),
+// then ops that must not fold: consumers with f16 tiles, outputs read or added to first, an
+// rmsnorm with nothing after it. Magnitudes stay where f16 conversions of x do not saturate.
 FoldRun fold_sequence(Backend& be, const FoldWeights& fw, const std::vector<float>& norm, uint32_t seed) {
   const int64_t d = fw.q.desc.rows, f = fw.gate.desc.rows;
   auto wq = upload(be, fw.q), wk = upload(be, fw.k), wo = upload(be, fw.o), wg = upload(be, fw.gate),
-       wu = upload(be, fw.up), wd = upload(be, fw.down), wm = upload(be, fw.f16);
+       wu = upload(be, fw.up), wd = upload(be, fw.down), wm = upload(be, fw.f16), wd16 = upload(be, fw.down_f16);
   HostWeight nh;
   nh.type = WeightType::f32;
   nh.rows = 1;
@@ -290,12 +290,13 @@ FoldRun fold_sequence(Backend& be, const FoldWeights& fw, const std::vector<floa
   auto x = make_buffer(be, random_floats(rng, size_t(d), -2.0f, 2.0f)),
        sa = make_buffer(be, random_floats(rng, size_t(f), -0.4f, 0.4f)),
        sb = make_buffer(be, random_floats(rng, size_t(f), -0.4f, 0.4f));
-  auto s = be.alloc(size_t(f)), h = be.alloc(size_t(d)), q = be.alloc(size_t(d)), k = be.alloc(size_t(d / 2)), g = be.alloc(size_t(f)),
-       u = be.alloc(size_t(f)), m = be.alloc(size_t(f)), h2 = be.alloc(size_t(d));
+  auto s = be.alloc(size_t(f)), h = be.alloc(size_t(d)), q = be.alloc(size_t(d)), k = be.alloc(size_t(d / 2)),
+       g = be.alloc(size_t(f)), u = be.alloc(size_t(f)), m = be.alloc(size_t(f)), h2 = be.alloc(size_t(d));
   const bool cuda = be.name() == "cuda";
-  const uint64_t folds0 = cuda ? cuda_stats(be).norm_folds : 0;
-  be.swiglu(*sa, *sb, size_t(f), *s);  // fused with the conversion of down's x, which
-  be.matmul(*wd, *s, 1, *x, true);     // is the producer: down into the residual
+  const CudaStats st0 = cuda ? cuda_stats(be) : CudaStats{};
+  FoldRun r;
+  be.swiglu(*sa, *sb, size_t(f), *s);  // fused with the conversion of down's x
+  be.matmul(*wd, *s, 1, *x, true);     // producer: down into the residual
   be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
   be.matmul(*wq, *h, 1, *q, false);  // consumers
   be.matmul(*wk, *h, 1, *k, false);
@@ -303,31 +304,48 @@ FoldRun fold_sequence(Backend& be, const FoldWeights& fw, const std::vector<floa
   be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
   be.matmul(*wg, *h, 1, *g, false);
   be.matmul(*wu, *h, 1, *u, false);
-  FoldRun r;
-  r.h_at_fold = read_all(be, *h);  // scaled in place by the consumers
+  be.swiglu(*g, *u, size_t(f), *g);  // folded into gate / up
+  be.matmul(*wd, *g, 1, *x, true);   // its consumer, and the next norm fold's producer
+  be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
+  be.matmul(*wq, *h, 1, *q, false);
+  r.h_at_fold = read_all(be, *h);  // scaled in place by the consumer
   r.x_at_fold = read_all(be, *x);
   be.matmul(*wo, *q, 1, *x, true);
   be.rmsnorm(*x, *wn, 1e-5f, 1, *h);
   be.matmul(*wm, *h, 1, *m, false);  // f16 tiles: no fold
+  r.buffers.push_back(read_all(be, *m));
+  be.matmul(*wg, *h, 1, *g, false);
+  be.matmul(*wu, *h, 1, *u, false);
+  be.swiglu(*g, *u, size_t(f), *u);  // output aliases up
+  be.matmul(*wd16, *u, 1, *x, true);  // f16 tiles: no fold
+  be.matmul(*wg, *h, 1, *g, false);
+  be.matmul(*wu, *h, 1, *u, false);
+  be.swiglu(*g, *u, size_t(f), *g);
+  r.buffers.push_back(read_all(be, *g));  // read before any matmul: no fold
   be.matmul(*wo, *q, 1, *x, true);
   be.rmsnorm(*x, *wn, 1e-5f, 1, *h2);
   be.add(*h2, *q, size_t(d));  // reads the norm's output: no fold
   be.matmul(*wo, *h2, 1, *x, true);
   be.rmsnorm(*x, *wn, 1e-5f, 1, *h);  // nothing after it but the reads
-  for (Buffer* b : {x.get(), h.get(), q.get(), k.get(), g.get(), u.get(), m.get(), h2.get()})
+  for (Buffer* b : {x.get(), h.get(), q.get(), k.get(), g.get(), u.get(), h2.get()})
     r.buffers.push_back(read_all(be, *b));
-  if (cuda) r.folds = cuda_stats(be).norm_folds - folds0;
+  if (cuda) {
+    const CudaStats st = cuda_stats(be);
+    r.norm_folds = st.norm_folds - st0.norm_folds;
+    r.swiglu_folds = st.swiglu_folds - st0.swiglu_folds;
+  }
   return r;
 }
 
 }  // namespace
 
-// The RMSNorm fold (cuda_fuse.cpp) against the CPU and against SBITS_CUDA_NORM_FOLD=0. Its
-// consumers' x differs from the unfolded path's by the f16 rounding of the normalized x that the
-// fold skips (~2^-11 relative per element): 1e-2 of each buffer's largest value, as the other
-// fused paths. The folded norm's output, as its consumers leave it, against the norm of the x
-// read back (f32 arithmetic in another order): 1e-5.
-TEST_CASE("cuda fused decode ops: the RMSNorm fold matches the CPU and the unfolded path") {
+// The RMSNorm and swiglu folds (cuda_fuse.cpp) against the CPU and against the unfolded path
+// (SBITS_CUDA_NORM_FOLD=0, SBITS_CUDA_SWIGLU_FOLD=0). The norm fold's consumers' x differs from
+// the unfolded path's by the f16 rounding of the normalized x that it skips (~2^-11 relative per
+// element): 1e-2 of each buffer's largest value, as the other fused paths. The folded norm's
+// output, as its consumer leaves it, against the norm of the x read back (f32 arithmetic in
+// another order): 1e-5. The swiglu fold alone is exact (swiglu_convert's arithmetic).
+TEST_CASE("cuda fused decode ops: the RMSNorm and swiglu folds match the CPU and the unfolded path") {
   struct Dims {
     int64_t d, f;
   };
@@ -342,16 +360,24 @@ TEST_CASE("cuda fused decode ops: the RMSNorm fold matches the CPU and the unfol
     for (float& v : norm) v = nd(rng);
     auto cpu = make_backend(CpuIsa::scalar, 1);
     const FoldRun ref = fold_sequence(*cpu, fw, norm, 5);
-    FoldRun plain;
+    FoldRun plain, swiglu_only;
     {
       ScopedEnv env("SBITS_CUDA_NORM_FOLD", "0");
+      {
+        auto gpu = make_cuda();
+        swiglu_only = fold_sequence(*gpu, fw, norm, 5);
+      }
+      ScopedEnv env2("SBITS_CUDA_SWIGLU_FOLD", "0");
       auto gpu = make_cuda();
       plain = fold_sequence(*gpu, fw, norm, 5);
     }
     auto gpu = make_cuda();
     const FoldRun folded = fold_sequence(*gpu, fw, norm, 5);
-    CHECK(folded.folds == 2);
-    CHECK(plain.folds == 0);
+    CHECK(folded.norm_folds == 3);
+    CHECK(folded.swiglu_folds == 1);
+    CHECK(plain.norm_folds + plain.swiglu_folds == 0);
+    CHECK(swiglu_only.swiglu_folds == 1);
+    for (size_t b = 0; b < ref.buffers.size(); ++b) CHECK(swiglu_only.buffers[b] == plain.buffers[b]);
     for (size_t b = 0; b < ref.buffers.size(); ++b) {
       INFO("buffer ", b);
       CHECK(worst_vs_max(folded.buffers[b], ref.buffers[b]) <= 1e-2);
