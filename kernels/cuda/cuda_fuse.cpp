@@ -50,6 +50,7 @@ bool CudaBackend::deferrable(const CudaWeight& w, int n) const {
 // An rmsnorm of x into out may fold into the pending matmul that wrote x (see the top).
 bool CudaBackend::norm_fold_candidate(const CudaBuffer& x, const CudaBuffer& out, const CudaWeight& w, int n) const {
   const Pending& p = pending_;
+  // Not when the matmul itself reads an rmsnorm fold's digits: it would overwrite them while read.
   if (!fusing() || !norm_fold_ || n != 1 || p.count != 1 || p.n != 1 || p.after != PendingElem::none ||
       p.consumer_of == PendingElem::rmsnorm || !p.mm[0].accumulate || p.mm[0].y != &x || &out == &x)
     return false;
@@ -63,8 +64,9 @@ bool CudaBackend::norm_fold_candidate(const CudaBuffer& x, const CudaBuffer& out
 // may be either input (each element is read and written by one thread).
 bool CudaBackend::swiglu_fold_candidate(const CudaBuffer& gate, const CudaBuffer& up, size_t count) const {
   const Pending& p = pending_;
+  // Not when the pair itself reads a swiglu fold's digits: it would overwrite them while read.
   if (!fusing() || !swiglu_fold_ || p.count != 2 || p.n != 1 || p.after != PendingElem::none ||
-      p.mm[0].y != &gate || p.mm[1].y != &up || p.mm[0].accumulate || p.mm[1].accumulate)
+      p.consumer_of == PendingElem::swiglu || p.mm[0].y != &gate || p.mm[1].y != &up || p.mm[0].accumulate || p.mm[1].accumulate)
     return false;
   const CudaWeight &wg = *p.mm[0].w, &wu = *p.mm[1].w;
   return wg.rows == wu.rows && size_t(wg.rows) == count && wg.rows % 128 == 0 &&
