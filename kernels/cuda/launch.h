@@ -217,7 +217,7 @@ struct TiledMmaArgs {
   // Variant 6 with 1 < splits <= kSplitKClusterMax: the splits of a strip are one thread-block
   // cluster and add their sums through distributed shared memory (partial and counters unused).
   int64_t cluster;
-  // Variant 6, an RMSNorm between two matvecs folded into both (cuda_fuse.cpp "norm between").
+  // Variant 6, an RMSNorm between two matvecs folded into both (cuda_fuse.cpp, "the RMSNorm fold").
   // The producer (accumulate: y is the residual x it updates) also writes, per row of y, h = y w
   // (the norm's weight, not yet divided by the rms) to norm_h, the digits of h to xq_out /
   // xq_meta_out for the consumer, and each strip's sum of y^2 to ss_out[strip]. The consumer

@@ -225,7 +225,7 @@ __device__ __forceinline__ void dp4a_f16_tile(const uint8_t* tile, int rows_t, i
 // The RMSNorm fold's inputs that the finish reads (launch.h), copied to shared memory by cp.async
 // early on so that the finish does not wait on them: the producer's norm weights of its 64 rows
 // (constant: before the wait), the consumer's sums of squares (after it).
-constexpr int kFoldMaxSums = 512;  // widths up to 16384 (CudaBackend::fold_candidate)
+constexpr int kFoldMaxSums = 512;  // widths up to 16384 (CudaBackend::norm_fold_candidate)
 struct FoldStage {
   alignas(16) uint32_t w[64];  // 64 weights of 4 or 2 bytes
   double ss[kFoldMaxSums];
