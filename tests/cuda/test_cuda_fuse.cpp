@@ -14,17 +14,19 @@
 namespace sbits::kernels::test {
 namespace {
 
-std::vector<uint8_t> mixed_table(int64_t tiles, uint32_t seed) {
+// Each tile's bitwidth drawn from every code bitwidth and, with f16_tiles, 16 (tiles kept in f16).
+std::vector<uint8_t> mixed_table(int64_t tiles, uint32_t seed, bool f16_tiles) {
   const uint8_t bits[] = {2, 3, 4, 5, 6, 8, 16};
+  const uint32_t kinds = f16_tiles ? 7 : 6;
   std::vector<uint8_t> t(static_cast<size_t>(tiles));
   std::mt19937 rng(seed);
-  for (auto& b : t) b = bits[rng() % 7];
+  for (auto& b : t) b = bits[rng() % kinds];
   return t;
 }
 
-RandomTiled tiled(int64_t rows, int64_t cols, uint32_t seed) {
+RandomTiled tiled(int64_t rows, int64_t cols, uint32_t seed, bool f16_tiles = true) {
   const int64_t tiles = ((rows + 63) / 64) * ((cols + 127) / 128);
-  return make_random_tiled(rows, cols, 64, 128, 128, mixed_table(tiles, seed), seed);
+  return make_random_tiled(rows, cols, 64, 128, 128, mixed_table(tiles, seed, f16_tiles), seed);
 }
 
 std::unique_ptr<Weight> upload(Backend& be, const RandomTiled& t) {
@@ -247,16 +249,9 @@ TEST_CASE("cuda fused decode ops: one-row attention converts wo's x as convert_x
 namespace sbits::kernels::test {
 namespace {
 
-// Tiles of every code bitwidth but no f16 ones: f16 tiles read x's f16 copy, which the RMSNorm
-// fold does not make, so their matvecs are not folded.
-RandomTiled tiled_codes(int64_t rows, int64_t cols, uint32_t seed) {
-  const uint8_t bits[] = {2, 3, 4, 5, 6, 8};
-  const int64_t tiles = ((rows + 63) / 64) * ((cols + 127) / 128);
-  std::vector<uint8_t> t(static_cast<size_t>(tiles));
-  std::mt19937 rng(seed);
-  for (auto& b : t) b = bits[rng() % 6];
-  return make_random_tiled(rows, cols, 64, 128, 128, t, seed);
-}
+// Tiles of every code bitwidth but no f16 ones: f16 tiles read x's f16 copy, which the folds do
+// not make, so their matvecs are not folded.
+RandomTiled tiled_codes(int64_t rows, int64_t cols, uint32_t seed) { return tiled(rows, cols, seed, false); }
 
 struct FoldRun {
   std::vector<std::vector<float>> buffers;

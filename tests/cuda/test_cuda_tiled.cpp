@@ -76,6 +76,12 @@ struct Shape {
   int R, C, G;
 };
 
+// A random weight of shape s whose tiles' bitwidths come from table_of(tiles, which, table_seed).
+RandomTiled random_weight(const Shape& s, int which, uint32_t table_seed, uint32_t seed) {
+  const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
+  return make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, which, table_seed), seed);
+}
+
 }  // namespace
 
 TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n = 1..9 and prefill") {
@@ -94,9 +100,8 @@ TEST_CASE("cuda tiled matmul: every bitwidth and mixed tiles, awkward shapes, n 
       auto gpu = make_cuda();
       for (const Shape& s : shapes) {
         if (variant > 0 && !(s.R % 16 == 0 && s.C == 128 && s.G == 128)) continue;  // generic path: once
-        const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
         for (int which = -1; which < 7; ++which) {
-          const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, which, 3), 17);
+          const RandomTiled t = random_weight(s, which, 3, 17);
           auto w = upload(*gpu, t);
           for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 40}) {
             if (variant > 0 && n > 8) continue;
@@ -119,8 +124,7 @@ TEST_CASE("cuda tiled prefill: the f16 weights are the reference values rounded 
                           {70, 256, 64, 128, 128}, {100, 300, 64, 128, 32},  {130, 257, 16, 64, 32}};
   auto gpu = make_cuda();
   for (const Shape& s : shapes) {
-    const int64_t tiles = ((s.rows + s.R - 1) / s.R) * ((s.cols + s.C - 1) / s.C);
-    const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 11), 31);
+    const RandomTiled t = random_weight(s, -1, 11, 31);
     auto w = upload(*gpu, t);
     const int n = int(s.cols);
     std::vector<float> x(size_t(n * s.cols), 0.0f);
@@ -155,8 +159,7 @@ TEST_CASE("cuda tiled matmul: larger matrices, with and without split-K, every v
         ScopedEnv e3("SBITS_CUDA_SPLITK_CLUSTER", cluster);
         auto gpu = make_cuda();
         for (const Shape& s : shapes) {
-          const int64_t tiles = ((s.rows + 63) / 64) * ((s.cols + 127) / 128);
-          const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 5), 23);
+          const RandomTiled t = random_weight(s, -1, 5, 23);
           auto w = upload(*gpu, t);
           for (int n : {1, 8}) {
             INFO("variant ", variant, " warps/SM ", warps, " cluster ", cluster, " shape ", s.rows, "x", s.cols, " n ", n);
@@ -176,8 +179,7 @@ TEST_CASE("cuda tiled matmul: variants 4 and 5 with shallow and deep rings, mixe
     ScopedEnv e2("SBITS_CUDA_MMA_RING_BYTES", ring);
     auto gpu = make_cuda();
     for (const Shape& s : shapes) {
-      const int64_t tiles = ((s.rows + 63) / 64) * ((s.cols + 127) / 128);
-      const RandomTiled t = make_random_tiled(s.rows, s.cols, s.R, s.C, s.G, table_of(tiles, -1, 41), 43);
+      const RandomTiled t = random_weight(s, -1, 41, 43);
       auto w = upload(*gpu, t);
       for (int n : {1, 2, 5, 8}) {
         INFO("variant ", variant, " ring bytes ", ring, " shape ", s.rows, "x", s.cols, " n ", n);
