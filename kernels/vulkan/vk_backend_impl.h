@@ -144,6 +144,8 @@ class VulkanBackend final : public Backend {
     float eps;
   };
   void plan_split_matvec(VkWeightObj& w);
+  void attention_prefill(const VkBufferObj& q, const VkKvCacheObj& c, int layer, int n, const RowInfo* rows,
+                         const AttentionShape& shape, VkBufferObj& out);
   uint32_t matvec_rows() const;  // rows per workgroup of the tiled matvec
   // Grows a scratch buffer to at least `bytes` (draining first: recorded ops may use it).
   DeviceBuffer& scratch(DeviceBuffer& b, size_t bytes, bool host_visible, const char* what);
@@ -161,6 +163,7 @@ class VulkanBackend final : public Backend {
   // The split matvec's specialization constants (AHEAD, ROWS_Z) for n = 1 and for n > 1.
   std::vector<uint32_t> matvec_switches_[2];
   int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call
+  bool attn_prefill_ = true;  // attention_prefill.comp for n > 8 (SBITS_VULKAN_ATTN_PREFILL=0: off)
   DeviceBuffer dequant_, topk_out_, attn_partial_, attn_counters_;
 };
 

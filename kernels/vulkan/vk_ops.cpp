@@ -224,6 +224,9 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
            layer, " has positions < ", end, " of that slot");
   }
   if (n == 0) return;
+  if (n > 8 && attn_prefill_ && (d.head_dim == 64 || d.head_dim == 128) &&
+      std::all_of(rows, rows + n, [&](const RowInfo& r) { return r.slot == rows[0].slot; }))
+    return attention_prefill(qs, c, layer, n, rows, shape, os);
   // Decode (n <= 8): the positions split across workgroups, one per 256 of the cache's n_ctx,
   // at most 4 (H200, 7B, 512-640 positions, n_ctx 641: 1 / 2 / 4 / 16 splits 212 / 215-218 /
   // 220 / 214 tok/s, run 42). A split past a row's stored positions has nothing to do. The
@@ -258,6 +261,24 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
                         digits ? BufRef{os.digits.buffer} : os.ref()},
                        &pc, sizeof(pc), uint32_t(shape.n_heads), uint32_t(n), splits);
   if (digits) digits_written(os);
+}
+
+// n > 8 rows of one slot, head_dim 64 or 128: 32 query rows of a head per workgroup, sharing
+// each key and value read (attention_prefill.comp).
+void VulkanBackend::attention_prefill(const VkBufferObj& q, const VkKvCacheObj& c, int layer, int n,
+                                      const RowInfo* rows, const AttentionShape& shape, VkBufferObj& out) {
+  const KvCacheDesc& d = c.desc;
+  st_->stream.reserve(size_t(n) * 8, 1, "attention");
+  const BufRef rb = st_->stream.stage(rows, size_t(n) * 8);
+  struct {
+    uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx, n;
+    float scale;
+  } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
+       uint32_t(d.n_ctx), uint32_t(n), float(1.0 / std::sqrt(double(d.head_dim)))};
+  constexpr uint32_t kRowsPerGroup = 32;  // attention_prefill.comp's QR
+  st_->stream.dispatch(pipeline("attention_prefill", {d.type == KvType::f16 ? 0u : 1u}, 5),
+                       {q.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, out.ref()}, &pc, sizeof(pc),
+                       uint32_t(shape.n_heads), (uint32_t(n) + kRowsPerGroup - 1) / kRowsPerGroup);
 }
 
 void VulkanBackend::swiglu(const Buffer& gate, const Buffer& up, size_t count, Buffer& out) {

@@ -3,6 +3,8 @@
 
 #include "attention_sg0_spv.h"
 #include "attention_sg1_spv.h"
+#include "attention_prefill_sg0_spv.h"
+#include "attention_prefill_sg1_spv.h"
 #include "copy_sg0_spv.h"
 #include "copy_sg1_spv.h"
 #include "elementwise_sg0_spv.h"
@@ -42,6 +44,7 @@ ShaderCode shader_code(const std::string& family, bool subgroups) {
     return subgroups ? ShaderCode{k_spv_##name##_sg1, sizeof(k_spv_##name##_sg1) / 4}           \
                      : ShaderCode{k_spv_##name##_sg0, sizeof(k_spv_##name##_sg0) / 4};
   SBITS_VK_SHADER(attention)
+  SBITS_VK_SHADER(attention_prefill)
   SBITS_VK_SHADER(copy)
   SBITS_VK_SHADER(elementwise)
   SBITS_VK_SHADER(kv_store)
@@ -68,6 +71,7 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "rope_store") return (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4);
   if (family == "kv_store") return (1u << 2) | (1u << 3);
   if (family == "attention") return (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7);
+  if (family == "attention_prefill") return 1u << 4;
   if (family == "tiled") return 1u << 3;
   if (family == "matvec_tiled" || family == "matvec_dot") return (1u << 3) | (1u << 4) | (1u << 5);
   if (family == "xq") return !spec.empty() && spec[0] == 0 ? 1u << 3 : (1u << 2) | (1u << 3);  // convert: Q only

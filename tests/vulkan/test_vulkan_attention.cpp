@@ -1,6 +1,6 @@
 // kv_store and attention of the Vulkan backend against the CPU backend: f16 and f32 caches,
 // grouped-query shapes, head_dim up to 256, rows of several slots at positions across several
-// 128-position blocks, prefill-sized batches, out aliasing q. Tolerance 1e-5 of the output
+// 128-position blocks, prefill-sized batches (of one slot: attention_prefill.comp), out aliasing q. Tolerance 1e-5 of the output
 // scale: both store the same f16 values (round to nearest even) and differ only in the order
 // of the f32 sums and in exp's last bits.
 #include <doctest/doctest.h>
@@ -87,6 +87,37 @@ TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f
   big.n_kv_heads = 1;
   big.head_dim = 258;
   CHECK_THROWS_WITH_AS(vk->create_kv_cache(big), doctest::Contains("up to 256"), KernelError);
+  check_clean(*vk);
+}
+
+// Prefill batches (n > 8 rows of one slot, head_dim 64 and 128) take attention_prefill.comp: 32
+// query rows per workgroup, so 9 rows (one partial workgroup), 33 (a full one and one row) and
+// 70 consecutive positions; rows out of order, a row at position 0 next to rows that see 70
+// positions, and grouped-query heads. The rows of several slots in the first test take
+// attention.comp.
+TEST_CASE("vulkan: prefill attention, 32 query rows per workgroup, matches the CPU (1e-5)") {
+  auto cpu = make_cpu_backend(2);
+  auto vk = make_vk();
+  std::mt19937_64 rng(11);
+  const AttnShape shapes[] = {{8, 2, 64}, {6, 3, 128}, {4, 4, 128}};
+  for (KvType type : {KvType::f16, KvType::f32}) {
+    for (const AttnShape& s : shapes) {
+      const KvCacheDesc d = cache_desc(2, 2, 100, s, type);
+      auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
+      const int kv_width = s.n_kv_heads * s.head_dim;
+      store(*cpu, *vk, *cc, *cg, 1, 1, 0, 70, kv_width, rng);
+      std::vector<RowInfo> in_order, shuffled;
+      for (int p = 0; p < 70; ++p) in_order.push_back({1, p});
+      for (int i = 0; i < 33; ++i) shuffled.push_back({1, (i * 37 + 5) % 70});
+      shuffled[3].pos = 0;
+      for (int n : {9, 33, 70}) {
+        INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
+             " n ", n);
+        check_attention(*cpu, *vk, *cc, *cg, 1, in_order, n, s, rng);
+        if (n <= 33) check_attention(*cpu, *vk, *cc, *cg, 1, shuffled, n, s, rng);
+      }
+    }
+  }
   check_clean(*vk);
 }
 
