@@ -1,8 +1,8 @@
 // kv_store and attention of the Vulkan backend against the CPU backend: f16 and f32 caches,
 // grouped-query shapes, head_dim up to 256, rows of several slots at positions across several
-// 128-position blocks, prefill-sized batches (of one slot: attention_prefill.comp), out aliasing q. Tolerance 1e-5 of the output
-// scale: both store the same f16 values (round to nearest even) and differ only in the order
-// of the f32 sums and in exp's last bits.
+// 128-position blocks, prefill-sized batches (of one slot: attention_prefill.comp), out aliasing
+// q. Tolerance 1e-5 of the output scale: both store the same f16 values (round to nearest even)
+// and differ only in the order of the f32 sums and in exp's last bits.
 #include <doctest/doctest.h>
 
 #include "tests/vulkan/vulkan_test_util.h"
@@ -21,6 +21,19 @@ KvCacheDesc cache_desc(int n_layers, int n_slots, int n_ctx, const AttnShape& s,
                      .n_kv_heads = s.n_kv_heads,
                      .head_dim = s.head_dim,
                      .type = type};
+}
+
+// fn(type, shape, cpu cache, vk cache) for f16 and f32 caches of every shape, each cache of
+// n_layers x n_slots x n_ctx positions made on both backends.
+template <class Fn>
+void for_each_cache(Backend& cpu, Backend& vk, std::initializer_list<AttnShape> shapes, int n_layers, int n_slots,
+                    int n_ctx, Fn&& fn) {
+  for (KvType type : {KvType::f16, KvType::f32})
+    for (const AttnShape& s : shapes) {
+      const KvCacheDesc d = cache_desc(n_layers, n_slots, n_ctx, s, type);
+      auto cc = cpu.create_kv_cache(d), cg = vk.create_kv_cache(d);
+      fn(type, s, *cc, *cg);
+    }
 }
 
 // Stores `count` positions from `first` of `slot` into both caches (rows of random k, v).
@@ -57,30 +70,26 @@ TEST_CASE("vulkan: attention over the KV cache matches the CPU (1e-5), f16 and f
   auto cpu = make_cpu_backend(2);
   auto vk = make_vk();
   std::mt19937_64 rng(7);
-  const AttnShape shapes[] = {{4, 4, 8}, {8, 2, 64}, {6, 3, 128}, {2, 1, 256}, {3, 1, 2}};
-  for (KvType type : {KvType::f16, KvType::f32}) {
-    for (const AttnShape& s : shapes) {
-      const KvCacheDesc d = cache_desc(2, 3, 300, s, type);
-      auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
-      const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
-      store(*cpu, *vk, *cc, *cg, 1, 0, 0, 270, kv_width, rng);  // prefill of slot 0
-      store(*cpu, *vk, *cc, *cg, 1, 2, 0, 10, kv_width, rng);
-      store(*cpu, *vk, *cc, *cg, 1, 2, 10, 1, kv_width, rng);   // a decode step
-      std::vector<RowInfo> rows = {{0, 269}, {2, 10}, {0, 0}, {0, 128}, {2, 3}, {0, 127}};
-      for (int p = 0; p < 40; ++p) rows.push_back({0, 200 + p});
-      for (int n : {1, 6, int(rows.size())}) {
-        INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
-             " n ", n);
-        check_attention(*cpu, *vk, *cc, *cg, 1, rows, n, s, rng);
-      }
-      const RowInfo unstored{1, 0};
-      auto q = vk->alloc(size_t(width)), o = vk->alloc(size_t(width));
-      CHECK_THROWS_WITH_AS(vk->attention(*q, *cg, 1, 1, &unstored, {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
-                           doctest::Contains("not stored yet"), KernelError);
-      CHECK_THROWS_WITH_AS(vk->attention(*q, *cg, 0, 1, &rows[0], {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
-                           doctest::Contains("not stored yet"), KernelError);
+  for_each_cache(*cpu, *vk, {{4, 4, 8}, {8, 2, 64}, {6, 3, 128}, {2, 1, 256}, {3, 1, 2}}, 2, 3, 300,
+                 [&](KvType type, const AttnShape& s, KvCache& cc, KvCache& cg) {
+    const int kv_width = s.n_kv_heads * s.head_dim, width = s.n_heads * s.head_dim;
+    store(*cpu, *vk, cc, cg, 1, 0, 0, 270, kv_width, rng);  // prefill of slot 0
+    store(*cpu, *vk, cc, cg, 1, 2, 0, 10, kv_width, rng);
+    store(*cpu, *vk, cc, cg, 1, 2, 10, 1, kv_width, rng);   // a decode step
+    std::vector<RowInfo> rows = {{0, 269}, {2, 10}, {0, 0}, {0, 128}, {2, 3}, {0, 127}};
+    for (int p = 0; p < 40; ++p) rows.push_back({0, 200 + p});
+    for (int n : {1, 6, int(rows.size())}) {
+      INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
+           " n ", n);
+      check_attention(*cpu, *vk, cc, cg, 1, rows, n, s, rng);
     }
-  }
+    const RowInfo unstored{1, 0};
+    auto q = vk->alloc(size_t(width)), o = vk->alloc(size_t(width));
+    CHECK_THROWS_WITH_AS(vk->attention(*q, cg, 1, 1, &unstored, {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
+                         doctest::Contains("not stored yet"), KernelError);
+    CHECK_THROWS_WITH_AS(vk->attention(*q, cg, 0, 1, &rows[0], {s.n_heads, s.n_kv_heads, s.head_dim}, *o),
+                         doctest::Contains("not stored yet"), KernelError);
+  });
   KvCacheDesc big;
   big.n_layers = 1;
   big.n_ctx = 4;
@@ -99,25 +108,21 @@ TEST_CASE("vulkan: prefill attention, 32 query rows per workgroup, matches the C
   auto cpu = make_cpu_backend(2);
   auto vk = make_vk();
   std::mt19937_64 rng(11);
-  const AttnShape shapes[] = {{8, 2, 64}, {6, 3, 128}, {4, 4, 128}};
-  for (KvType type : {KvType::f16, KvType::f32}) {
-    for (const AttnShape& s : shapes) {
-      const KvCacheDesc d = cache_desc(2, 2, 100, s, type);
-      auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
-      const int kv_width = s.n_kv_heads * s.head_dim;
-      store(*cpu, *vk, *cc, *cg, 1, 1, 0, 70, kv_width, rng);
-      std::vector<RowInfo> in_order, shuffled;
-      for (int p = 0; p < 70; ++p) in_order.push_back({1, p});
-      for (int i = 0; i < 33; ++i) shuffled.push_back({1, (i * 37 + 5) % 70});
-      shuffled[3].pos = 0;
-      for (int n : {9, 33, 70}) {
-        INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
-             " n ", n);
-        check_attention(*cpu, *vk, *cc, *cg, 1, in_order, n, s, rng);
-        if (n <= 33) check_attention(*cpu, *vk, *cc, *cg, 1, shuffled, n, s, rng);
-      }
+  for_each_cache(*cpu, *vk, {{8, 2, 64}, {6, 3, 128}, {4, 4, 128}}, 2, 2, 100,
+                 [&](KvType type, const AttnShape& s, KvCache& cc, KvCache& cg) {
+    const int kv_width = s.n_kv_heads * s.head_dim;
+    store(*cpu, *vk, cc, cg, 1, 1, 0, 70, kv_width, rng);
+    std::vector<RowInfo> in_order, shuffled;
+    for (int p = 0; p < 70; ++p) in_order.push_back({1, p});
+    for (int i = 0; i < 33; ++i) shuffled.push_back({1, (i * 37 + 5) % 70});
+    shuffled[3].pos = 0;
+    for (int n : {9, 33, 70}) {
+      INFO("kv ", type == KvType::f16 ? "f16" : "f32", " heads ", s.n_heads, "/", s.n_kv_heads, " hd ", s.head_dim,
+           " n ", n);
+      check_attention(*cpu, *vk, cc, cg, 1, in_order, n, s, rng);
+      if (n <= 33) check_attention(*cpu, *vk, cc, cg, 1, shuffled, n, s, rng);
     }
-  }
+  });
   check_clean(*vk);
 }
 
@@ -128,24 +133,20 @@ TEST_CASE("vulkan: prefill attention, 32 query rows per workgroup, matches the C
 TEST_CASE("vulkan: attention split across workgroups matches the CPU (1e-5)") {
   auto cpu = make_cpu_backend(2);
   std::mt19937_64 rng(9);
-  const AttnShape shapes[] = {{4, 4, 8}, {8, 2, 64}, {2, 1, 256}};
   for (const char* splits : {"2", "5", "64"}) {
     ScopedEnv env("SBITS_VULKAN_ATTN_SPLITS", splits);
     auto vk = make_vk();
-    for (KvType type : {KvType::f16, KvType::f32}) {
-      for (const AttnShape& s : shapes) {
-        const KvCacheDesc d = cache_desc(1, 2, 300, s, type);
-        auto cc = cpu->create_kv_cache(d), cg = vk->create_kv_cache(d);
-        const int kv_width = s.n_kv_heads * s.head_dim;
-        store(*cpu, *vk, *cc, *cg, 0, 0, 0, 290, kv_width, rng);
-        store(*cpu, *vk, *cc, *cg, 0, 1, 0, 3, kv_width, rng);
-        const std::vector<RowInfo> rows = {{0, 289}, {1, 2}, {0, 0}, {0, 130}, {1, 0}, {0, 40}};
-        for (int n : {1, 6}) {
-          INFO("splits ", splits, " kv ", type == KvType::f16 ? "f16" : "f32", " hd ", s.head_dim, " n ", n);
-          check_attention(*cpu, *vk, *cc, *cg, 0, rows, n, s, rng);
-        }
+    for_each_cache(*cpu, *vk, {{4, 4, 8}, {8, 2, 64}, {2, 1, 256}}, 1, 2, 300,
+                   [&](KvType type, const AttnShape& s, KvCache& cc, KvCache& cg) {
+      const int kv_width = s.n_kv_heads * s.head_dim;
+      store(*cpu, *vk, cc, cg, 0, 0, 0, 290, kv_width, rng);
+      store(*cpu, *vk, cc, cg, 0, 1, 0, 3, kv_width, rng);
+      const std::vector<RowInfo> rows = {{0, 289}, {1, 2}, {0, 0}, {0, 130}, {1, 0}, {0, 40}};
+      for (int n : {1, 6}) {
+        INFO("splits ", splits, " kv ", type == KvType::f16 ? "f16" : "f32", " hd ", s.head_dim, " n ", n);
+        check_attention(*cpu, *vk, cc, cg, 0, rows, n, s, rng);
       }
-    }
+    });
     check_clean(*vk);
   }
 }
