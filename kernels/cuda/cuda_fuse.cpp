@@ -66,7 +66,8 @@ bool CudaBackend::swiglu_fold_candidate(const CudaBuffer& gate, const CudaBuffer
   const Pending& p = pending_;
   // Not when the pair itself reads a swiglu fold's digits: it would overwrite them while read.
   if (!fusing() || !swiglu_fold_ || p.count != 2 || p.n != 1 || p.after != PendingElem::none ||
-      p.consumer_of == PendingElem::swiglu || p.mm[0].y != &gate || p.mm[1].y != &up || p.mm[0].accumulate || p.mm[1].accumulate)
+      p.consumer_of == PendingElem::swiglu || p.mm[0].y != &gate || p.mm[1].y != &up || p.mm[0].accumulate ||
+      p.mm[1].accumulate)
     return false;
   const CudaWeight &wg = *p.mm[0].w, &wu = *p.mm[1].w;
   return wg.rows == wu.rows && size_t(wg.rows) == count && wg.rows % 128 == 0 &&

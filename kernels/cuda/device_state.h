@@ -161,7 +161,8 @@ class DeviceState {
   // x as f16 (+ group sums, + variant 6's digits) for the tiled kernels and cuBLAS, split-K
   // partial sums and their counters, attention partials, dequantized weight chunks for prefill,
   // top_k's results.
-  Scratch x_half, x_sum, x_q, fold_xq, fold_ss, swiglu_xq, swiglu_counters, partial, counters, attn, attn_counters, dequant, topk, topk_counters;
+  Scratch x_half, x_sum, x_q, fold_xq, fold_ss, swiglu_xq, swiglu_counters, partial, counters, attn, attn_counters,
+      dequant, topk, topk_counters;
 
  private:
   DeviceMemory cublas_workspace_;

@@ -41,8 +41,6 @@ shared float q_s[2 * WG];
 shared float p_s[WG];
 shared bool last_;
 
-#define KV_LOAD(arr, i) (KVT == 0 ? f16_at(arr[(i) >> 1], (i)) : uintBitsToFloat(arr[(i)]))
-
 // Eight key values from element k0 (a multiple of 8) on, times q_s[d0 ..].
 float dot8(uint k0, uint d0) {
   vec4 a, b;

@@ -40,8 +40,6 @@ shared float p_s[QR * LDP];  // scores
 shared float e_s[QR * LDP];  // probabilities
 const float NEG_INF = -1.0 / 0.0;
 
-#define KV_LOAD(arr, i) (KVT == 0 ? f16_at(arr[(i) >> 1], (i)) : uintBitsToFloat(arr[(i)]))
-
 // Keys and values p0 .. p0 + KB - 1 (zeros past `last`): loaded into registers a block ahead
 // (load_kv), so that the block's loads are in flight while the previous block computes, then
 // stored to shared memory (stage_kv). KB * head_dim / 256 <= 4 elements of each per invocation.

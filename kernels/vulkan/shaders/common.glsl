@@ -15,6 +15,9 @@ float f16_at(uint word, uint i) { return unpackHalf2x16(word >> ((i & 1u) * 16u)
 float bf16_at(uint word, uint i) { return uintBitsToFloat(((word >> ((i & 1u) * 16u)) & 0xffffu) << 16); }
 #define DENSE_AT(arr, T, i) \
   ((T) == 0u ? uintBitsToFloat(arr[(i)]) : (T) == 1u ? f16_at(arr[(i) >> 1], (i)) : bf16_at(arr[(i) >> 1], (i)))
+// Element i of a KV cache whose type is the includer's specialization constant KVT (KvType:
+// 0 f16, 1 f32); attention.comp and attention_prefill.comp read the cache through it.
+#define KV_LOAD(arr, i) (KVT == 0 ? f16_at(arr[(i) >> 1], (i)) : uintBitsToFloat(arr[(i)]))
 
 // As the CPU's silu: sigmoid from e = exp(-|g|) <= 1 so nothing overflows.
 float silu(float g) {

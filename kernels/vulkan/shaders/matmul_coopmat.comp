@@ -10,10 +10,11 @@
 // Y, so edge blocks (rows past n, outputs past `rows`) and accumulation need no special case.
 // The host takes this path only when cols % 32 == 0 and ldw % 8 == 0 (whole 16-byte loads, no
 // partial column step). The next step's columns are loaded into registers while this step
-// multiplies. H200 (runs 68-71), per GEMM of an 8192 x 4096 block by 512 rows: 64 x 64
-// blocks of 4 subgroups 650 us, these 420 us (x, staged from f32 by every workgroup, is read once
-// per 128 outputs instead of 64); 64 columns per step staged as uvec4 groups that the cooperative
-// loads read as halves 913 us.
+// multiplies. H200, per GEMM of an 8192 x 4096 block by 512 rows: 64 x 64 blocks of 4 subgroups
+// 650 us, 128 x 64 blocks 420 us (x, staged from f32 by every workgroup, is read once per 128
+// outputs instead of 64; runs 68-71); 64 columns per step staged as uvec4 groups that the
+// cooperative loads read as halves 913 us (run 69); the next step's loads in registers 315 us,
+// and with 64 columns per step 240 us (runs 122-123).
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -104,7 +105,8 @@ void main() {
     barrier();  // the multiplications' (then the previous half's) reads of shared memory are done
     if (s / 4u == half_)
       [[unroll]] for (uint a = 0; a < 2u; ++a)
-        [[unroll]] for (uint b = 0; b < 2u; ++b) coopMatStoreNV(acc[a][b], cs, 16u * a * LDC + os + 16u * b, LDC, false);
+        [[unroll]] for (uint b = 0; b < 2u; ++b)
+          coopMatStoreNV(acc[a][b], cs, 16u * a * LDC + os + 16u * b, LDC, false);
     barrier();
     for (uint e = t; e < BM * BN / 2u; e += 256u) {
       const uint j = jb + 32u * half_ + e / BM, o = ob + e % BM;
