@@ -10,11 +10,17 @@
 // Order: larger value first, equal values by lower index (the host default's rule in
 // kernels/backend.h). NaN ranks below -inf; its value is returned as read.
 //
-// Each thread keeps the best of its own columns (c = tid + m * blockDim) that has not been
-// chosen yet. A round picks the block's best of those (warp shuffles, then one warp over the
-// warps' winners), and only the thread that owned the winner rescans its columns for its next
-// best - the one ranking just below the winner. So a row is read once plus k short rescans of
-// width / blockDim columns, and k rounds of a block reduction.
+// A block selects its k best in one of two ways:
+//  - rounds (k <= kRoundsMaxK, and the fallback): each thread keeps the best of its own columns
+//    (c = tid + m * blockDim) not chosen yet; a round picks the block's best of those (warp
+//    shuffles, then one warp over the warps' winners), and only the thread that owned the winner
+//    rescans its columns for its next best. A row is read once plus k short rescans, but each
+//    round is three block barriers: at k = 40, about 100 us for a 32000-column row (H200).
+//  - radix selection (larger k): the k-th best key is found a byte at a time from the top, by
+//    counting in 256 bins the keys that share the bytes found so far (four passes over the
+//    source); then every entry above it and every entry equal to it are gathered, and each
+//    gathered entry's rank is the number of gathered entries ranking before it. When more than
+//    kGatherMax entries tie at the k-th key, the block falls back to rounds.
 #include <climits>
 
 #include "kernels/cuda/device_util.cuh"
@@ -23,6 +29,8 @@ namespace sbits::kernels::cuda {
 namespace {
 
 constexpr int kTopKThreads = 512;
+constexpr int kRoundsMaxK = 4;
+constexpr int kGatherMax = 256;  // entries the radix selection gathers in shared memory
 
 struct Ranked {
   float v;    // NaN mapped to -inf
@@ -58,7 +66,7 @@ __device__ Ranked scan(const Src& src, int count, const Ranked& after) {
 
 // k rounds of a block argmax over src's count positions; thread 0 calls emit(j, winner).
 template <class Src, class Emit>
-__device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
+__device__ void block_top_k_rounds(const Src& src, int count, int k, Emit&& emit) {
   __shared__ Ranked warp_winner[kTopKThreads / 32];
   __shared__ Ranked winner;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -80,6 +88,83 @@ __device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
     if (chosen.p >= 0 && chosen.p % int(blockDim.x) == int(threadIdx.x)) mine = scan(src, count, chosen);
     __syncthreads();  // winner and warp_winner are rewritten by the next round
   }
+}
+
+// An unsigned key in the order of ranks_before's values (NaN is already -inf; -0 is 0, which it
+// equals).
+__device__ __forceinline__ uint32_t rank_key(float v) {
+  const uint32_t u = __float_as_uint(v == 0.0f ? 0.0f : v);
+  return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+// The key of the need-th best of src's keys that match `prefix` above bit shift + 8, a byte at a
+// time (see the top). Returns {key, how many of the best are equal to it, how many are equal}.
+template <class Src>
+__device__ uint3 radix_select(const Src& src, int count, uint32_t need) {
+  __shared__ uint32_t hist[256];
+  __shared__ uint3 found;
+  const int lane = threadIdx.x & 31;
+  uint32_t prefix = 0, equal = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
+    __syncthreads();
+    const uint32_t high = shift == 24 ? 0u : ~0u << (shift + 8);
+#pragma unroll 4
+    for (int p = threadIdx.x; p < count; p += blockDim.x) {
+      const uint32_t key = rank_key(src(p).v);
+      if ((key & high) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {  // lane l counts bins 255 - 8l down to 248 - 8l
+      uint32_t c[8], sum = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sum += c[j] = hist[255 - 8 * lane - j];
+      uint32_t above = sum;  // inclusive scan over the lanes, then exclusive
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t t = __shfl_up_sync(0xffffffffu, above, o);
+        if (lane >= o) above += t;
+      }
+      above -= sum;
+      if (above < need && need <= above + sum) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (above < need && need <= above + c[j])
+            found = make_uint3(prefix | uint32_t(255 - 8 * lane - j) << shift, need - above, c[j]);
+          above += c[j];
+        }
+      }
+    }
+    __syncthreads();
+    prefix = found.x, need = found.y, equal = found.z;
+  }
+  return make_uint3(prefix, need, equal);
+}
+
+// The k best of src's count positions; emit(j, entry) for rank j, from any thread. Positions past
+// count (a short last slice) rank as {-inf, INT_MAX}, after every column.
+template <class Src, class Emit>
+__device__ void block_top_k(const Src& src, int count, int k, Emit&& emit) {
+  if (k <= kRoundsMaxK) return block_top_k_rounds(src, count, k, emit);
+  __shared__ Ranked gathered[kGatherMax];
+  __shared__ uint32_t n_gathered;
+  const int kk = min(k, count);
+  const uint3 kth = radix_select(src, count, uint32_t(kk));
+  if (uint32_t(kk) - kth.y + kth.z > uint32_t(kGatherMax)) return block_top_k_rounds(src, count, k, emit);
+  if (threadIdx.x == 0) n_gathered = 0;
+  __syncthreads();
+  for (int p = threadIdx.x; p < count; p += blockDim.x) {
+    const Ranked r = src(p);
+    if (rank_key(r.v) >= kth.x) gathered[atomicAdd(&n_gathered, 1u)] = r;
+  }
+  __syncthreads();
+  const int m = int(n_gathered);
+  for (int g = threadIdx.x; g < m; g += blockDim.x) {
+    int rank = 0;
+    for (int o = 0; o < m; ++o) rank += ranks_before(gathered[o], gathered[g]);
+    if (rank < kk) emit(rank, gathered[g]);
+  }
+  for (int j = kk + int(threadIdx.x); j < k; j += blockDim.x) emit(j, Ranked{-INFINITY, INT_MAX, -1});
+  __syncthreads();  // gathered and the selection's shared state are reused by a second call
 }
 
 // Block (b, r): columns [b * per_block, (b + 1) * per_block) of row r.
