@@ -164,7 +164,7 @@ class VulkanBackend final : public Backend {
   std::vector<uint32_t> matvec_switches_[2];
   int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call
   bool attn_prefill_ = true;  // attention_prefill.comp for n > 8 (SBITS_VULKAN_ATTN_PREFILL=0: off)
-  DeviceBuffer dequant_, topk_out_, attn_partial_, attn_counters_;
+  DeviceBuffer dequant_, topk_out_, topk_cand_, attn_partial_, attn_counters_;
 };
 
 // The backend's own objects behind interface references, or a KernelError naming the op.

@@ -318,11 +318,20 @@ void VulkanBackend::top_k(const Buffer& logits, int n, int width, int k, int32_t
     fail(op, "n = ", n, ", width = ", width, ", k = ", k, "; expected n >= 1 and 1 <= k <= min(width, 64)");
   check_count(op, "logits", l, n, width);
   if (!ids || !vals) fail(op, "ids or vals is null");
+  // Rows split into slices of at least 2048 columns (8 per invocation), at most 64 a row; the
+  // slices' k best meet in a second dispatch (shaders/topk.comp).
+  const int64_t per_block = std::max<int64_t>(2048, (int64_t(width) + 63) / 64);
+  const int64_t blocks = (width + per_block - 1) / per_block;
   const size_t out_bytes = size_t(n) * size_t(k) * 8;
   DeviceBuffer& ob = scratch(topk_out_, out_bytes, true, op);
-  st_->stream.reserve(0, 1, op);
-  const uint32_t pc[2] = {uint32_t(width), uint32_t(k)};
-  st_->stream.dispatch(pipeline("topk", {}, 2), {l.ref(), BufRef{ob.buffer}}, pc, sizeof(pc), uint32_t(n));
+  DeviceBuffer& cb = scratch(topk_cand_, out_bytes * size_t(blocks), false, op);
+  st_->stream.reserve(0, 2, op);
+  const Pipeline& pipe = pipeline("topk", {}, 3);
+  for (uint32_t phase = 0; phase < (blocks > 1 ? 2u : 1u); ++phase) {
+    const uint32_t pc[5] = {uint32_t(width), uint32_t(k), uint32_t(per_block), uint32_t(blocks), phase};
+    st_->stream.dispatch(pipe, {l.ref(), BufRef{cb.buffer}, BufRef{ob.buffer}}, pc, sizeof(pc),
+                         phase == 0 ? uint32_t(blocks) : 1u, uint32_t(n));
+  }
   st_->stream.flush();
   const auto* res = static_cast<const uint32_t*>(ob.mapped);
   for (size_t i = 0; i < size_t(n) * size_t(k); ++i) {

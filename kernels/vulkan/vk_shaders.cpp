@@ -75,7 +75,8 @@ uint32_t shader_writes(const std::string& family, const std::vector<uint32_t>& s
   if (family == "tiled") return 1u << 3;
   if (family == "matvec_tiled" || family == "matvec_dot") return (1u << 3) | (1u << 4) | (1u << 5);
   if (family == "xq") return !spec.empty() && spec[0] == 0 ? 1u << 3 : (1u << 2) | (1u << 3);  // convert: Q only
-  if (family == "topk" || family == "copy") return 1u << 1;
+  if (family == "topk") return (1u << 1) | (1u << 2);
+  if (family == "copy") return 1u << 1;
   if (family == "rows" || family == "rmsnorm" || family == "matvec_dense" || family == "matmul_dense" ||
       family == "matmul_coopmat")
     return 1u << 2;

@@ -5,6 +5,7 @@
 // only by a possible FMA: 1e-6; swiglu differs in the last bits of exp (a few ulp): 4e-6; add is exact.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "tests/vulkan/vulkan_test_util.h"
@@ -148,16 +149,23 @@ TEST_CASE("vulkan: swiglu matches the CPU (4e-6, aliased too); add is exact") {
   check_clean(*vk);
 }
 
+// Widths around the 2048-column slices (a short last slice of 4 columns at 4100), k on both
+// sides of the rounds / radix split (4), values with a few ties, and values of 3 levels, whose
+// ties at the k-th value overflow the radix selection's gather (its fallback), with infinities.
 TEST_CASE("vulkan: top_k equals the host selection, ties to the lower index") {
   auto cpu = make_cpu_backend(1);
   auto vk = make_vk();
   std::mt19937_64 rng(6);
-  for (int width : {1, 3, 100, 32000}) {
-    for (int k : {1, 2, 5, 64}) {
+  for (int width : {1, 3, 100, 2048, 2049, 4100, 32000}) {
+    for (int k : {1, 2, 5, 40, 64}) {
       if (k > width) continue;
       const int n = 3;
       std::vector<float> l = random_floats(rng, size_t(n * width), -5.0f, 5.0f);
       for (size_t i = 0; i + 7 < l.size(); i += 7) l[i + 3] = l[i];  // plenty of ties
+      if (k == 40) {
+        for (float& x : l) x = std::round(x / 4.0f);  // -1, 0 (and -0), 1
+        for (size_t i = 5; i < l.size(); i += 97) l[i] = i % 2 ? INFINITY : -INFINITY;
+      }
       auto lc = make_buffer(*cpu, l), lg = make_buffer(*vk, l);
       std::vector<int32_t> ic(size_t(n * k)), ig(size_t(n * k));
       std::vector<float> vc(size_t(n * k)), vg(size_t(n * k));
