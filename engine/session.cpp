@@ -52,17 +52,25 @@ void Session::truncate(int n) {
 }
 
 std::span<float> Session::feed(std::span<const int32_t> tokens) {
-  feed_rows(tokens, nullptr);
+  feed_rows(tokens, {}, {});
   return logits_;
 }
 
 int32_t Session::feed_greedy(std::span<const int32_t> tokens) {
   int32_t id = -1;
-  feed_rows(tokens, &id);
+  float value = 0;
+  feed_rows(tokens, std::span(&id, 1), std::span(&value, 1));
   return id;
 }
 
-void Session::feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id) {
+void Session::feed_top_k(std::span<const int32_t> tokens, std::span<int32_t> ids, std::span<float> logits) {
+  if (ids.empty() || ids.size() != logits.size())
+    throw EngineError(fmt::format("feed_top_k: room for {} ids and {} logits; expected k >= 1 of each", ids.size(),
+                                  logits.size()));
+  feed_rows(tokens, ids, logits);
+}
+
+void Session::feed_rows(std::span<const int32_t> tokens, std::span<int32_t> top_ids, std::span<float> top_logits) {
   if (tokens.empty()) throw EngineError("feed: no tokens");
   if (tokens.size() > static_cast<size_t>(n_ctx_ - n_past()))
     throw EngineError(fmt::format("context full: {} tokens already in the context and {} more do not fit in {} "
@@ -78,10 +86,9 @@ void Session::feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id) {
     for (size_t i = 0; i < n; ++i) rows[i] = {0, static_cast<int32_t>(tokens_.size() + i)};
     const bool last = start + n == tokens.size();
     const int32_t last_row = static_cast<int32_t>(n - 1);
-    if (last && greedy_id) {
-      float value = 0;
-      forward_.run_top_k(*cache_, tokens.subspan(start, n), rows, std::span<const int32_t>(&last_row, 1), 1,
-                         greedy_id, &value);
+    if (last && !top_ids.empty()) {
+      forward_.run_top_k(*cache_, tokens.subspan(start, n), rows, std::span<const int32_t>(&last_row, 1),
+                         static_cast<int>(top_ids.size()), top_ids.data(), top_logits.data());
     } else {
       forward_.run(*cache_, tokens.subspan(start, n), rows,
                    last ? std::span<const int32_t>(&last_row, 1) : std::span<const int32_t>(), logits_.data());
@@ -102,13 +109,20 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
   const SamplerParams& sp = sampler.params();
   const bool on_backend = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f &&
                           sp.frequency_penalty == 0.0f;
+  // Otherwise only the top-k when the sampler needs no more (see session.h).
+  const int32_t k = on_backend ? 0 : sampler.candidates_needed(kernels::Backend::kMaxTopK);
+  std::vector<int32_t> top_ids(static_cast<size_t>(k));
+  std::vector<float> top_logits(static_cast<size_t>(k));
   std::span<float> logits;
   int32_t best = -1;
-  // Feeds tokens, leaving the next choice in best or logits; false when cancel() stopped it.
+  // Feeds tokens, leaving the next choice's inputs in best, top_* or logits; false when cancel()
+  // stopped it.
   auto advance = [&](std::span<const int32_t> tokens) {
     try {
       if (on_backend)
         best = feed_greedy(tokens);
+      else if (k > 0)
+        feed_top_k(tokens, top_ids, top_logits);
       else
         logits = feed(tokens);
       return true;
@@ -130,7 +144,7 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
   st.stop = StopReason::length;
   for (int i = 0; i < max_tokens; ++i) {
     if (cancel_.exchange(false)) { st.stop = StopReason::cancelled; break; }
-    const int32_t id = on_backend ? best : sampler.sample(logits);
+    const int32_t id = on_backend ? best : k > 0 ? sampler.sample_top(top_ids, top_logits) : sampler.sample(logits);
     sampler.accept(id);
     if (id == tok.eos_id()) { st.stop = StopReason::eos; break; }
     std::string text = decoder.push(id);

@@ -62,6 +62,9 @@ class Session {
   // backend sends back one id instead of the vocabulary's logits. feed()'s logits are not
   // updated.
   int32_t feed_greedy(std::span<const int32_t> tokens);
+  // The same for the k = ids.size() largest logits (1 <= k <= kernels::Backend::kMaxTopK, and
+  // logits.size() == k): most likely first, the lower id first on ties.
+  void feed_top_k(std::span<const int32_t> tokens, std::span<int32_t> ids, std::span<float> logits);
 
   // Appends prompt, then samples up to max_tokens tokens, calling on_token(id, text) for each one
   // (text is complete UTF-8; it may be empty while a character is split across tokens). The
@@ -69,8 +72,9 @@ class Session {
   // A last call with id -1 may carry text held back at the end (bytes of an unfinished character).
   // A greedy sampler without penalties (temperature <= 0, no repeat/presence/frequency
   // penalty) takes its tokens from feed_greedy: the same choices, but sampler.sample() is not
-  // called, so its last_top_logprobs()/last_logprob() are not updated. Other samplers read the
-  // logits on the host.
+  // called, so its last_top_logprobs()/last_logprob() are not updated. A sampler that needs only
+  // the top-k logits (Sampler::candidates_needed: top-k on, no penalties) gets them from
+  // feed_top_k (Sampler::sample_top: the same choices). Others read all logits on the host.
   using TokenCallback = std::function<bool(int32_t id, std::string_view text)>;
   GenerationStats generate(std::span<const int32_t> prompt, int max_tokens, Sampler& sampler,
                            const TokenCallback& on_token);
@@ -80,8 +84,8 @@ class Session {
   void cancel() { cancel_.store(true); }
 
  private:
-  // feed() and feed_greedy(): with greedy_id, the top-1 id instead of the logits.
-  void feed_rows(std::span<const int32_t> tokens, int32_t* greedy_id);
+  // feed() and feed_top_k(): with top_ids, the k = top_ids.size() largest logits instead of all.
+  void feed_rows(std::span<const int32_t> tokens, std::span<int32_t> top_ids, std::span<float> top_logits);
 
   const Model& model_;
   int n_ctx_;

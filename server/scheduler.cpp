@@ -274,8 +274,22 @@ void Scheduler::step() {
   build_batch();
   if (rows_.empty()) return;
   const auto t0 = Clock::now();
+  top_k_ = 0;
+  bool all_top = !logit_slots_.empty();
+  for (int i : logit_slots_) {
+    const int k = slots_[static_cast<size_t>(i)].sampler->candidates_needed(kernels::Backend::kMaxTopK);
+    all_top = all_top && k > 0;
+    top_k_ = std::max(top_k_, k);
+  }
+  if (!all_top) top_k_ = 0;
   try {
-    forward_.run(*cache_, tokens_, rows_, logit_rows_, logits_.data());
+    if (top_k_ > 0) {
+      top_ids_.resize(logit_rows_.size() * static_cast<size_t>(top_k_));
+      top_logits_.resize(top_ids_.size());
+      forward_.run_top_k(*cache_, tokens_, rows_, logit_rows_, top_k_, top_ids_.data(), top_logits_.data());
+    } else {
+      forward_.run(*cache_, tokens_, rows_, logit_rows_, logits_.data());
+    }
   } catch (const std::exception& e) {
     fail_batch(e.what());
     return;
@@ -298,9 +312,16 @@ void Scheduler::step() {
 // job and atomic counters.
 void Scheduler::sample(size_t j) {
   Slot& s = slots_[static_cast<size_t>(logit_slots_[j])];
-  std::span<float> logits(logits_.data() + j * static_cast<size_t>(vocab_), static_cast<size_t>(vocab_));
   try {
-    on_logits(s, logits);
+    int32_t id;
+    if (top_k_ > 0) {  // the row's k most likely first: a prefix of the batch's top_k_
+      const auto k = static_cast<size_t>(s.sampler->candidates_needed(kernels::Backend::kMaxTopK));
+      const size_t at = j * static_cast<size_t>(top_k_);
+      id = s.sampler->sample_top(std::span(top_ids_).subspan(at, k), std::span(top_logits_).subspan(at, k));
+    } else {
+      id = s.sampler->sample(std::span(logits_).subspan(j * static_cast<size_t>(vocab_), static_cast<size_t>(vocab_)));
+    }
+    on_sampled(s, id);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sbits-server: internal error while sampling: %s\n", e.what());
     finish(s, FinishReason::error, std::string("internal error while sampling: ") + e.what());
@@ -315,10 +336,9 @@ void Scheduler::fail_batch(const std::string& what) {
   }
 }
 
-void Scheduler::on_logits(Slot& slot, std::span<float> logits) {
+void Scheduler::on_sampled(Slot& slot, int32_t id) {
   const GenerationRequest& req = slot.job->request();
   const bool want_logprobs = req.logprobs >= 0;
-  const int32_t id = slot.sampler->sample(logits);
   TokenRecord rec;
   if (want_logprobs) rec = {id, slot.prev, slot.sampler->last_logprob(), slot.sampler->last_top_logprobs(req.logprobs)};
   slot.sampler->accept(id);

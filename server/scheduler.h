@@ -85,7 +85,7 @@ class Scheduler {
   void build_batch();
   void fail_batch(const std::string& what);
   void sample(size_t j);
-  void on_logits(Slot& slot, std::span<float> logits);
+  void on_sampled(Slot& slot, int32_t id);
   void finish(Slot& slot, FinishReason reason, std::string error = {});
   void count_finished(FinishReason reason);
   void count_generated(uint64_t n);
@@ -105,6 +105,11 @@ class Scheduler {
   std::vector<int32_t> logit_rows_;
   std::vector<int> logit_slots_;
   std::vector<float> logits_;
+  // When every sampled row's sampler needs only its top-k (Sampler::candidates_needed), the
+  // backend selects them (Forward::run_top_k): top_k_ ids and logits per row instead of vocab_.
+  int top_k_ = 0;
+  std::vector<int32_t> top_ids_;
+  std::vector<float> top_logits_;
 
   mutable std::mutex mu_;  // guards queue_, stopping_ and the rate window
   std::condition_variable cv_;

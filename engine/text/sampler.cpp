@@ -126,8 +126,48 @@ int32_t Sampler::sample_greedy(std::span<const float> logits) {
   return chosen_;
 }
 
+int32_t Sampler::candidates_needed(int32_t max_k) const {
+  const bool penalties = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  if (p_.temperature <= 0 || penalties || p_.top_k <= 0 || p_.top_k >= n_vocab_ || p_.top_k > max_k) return 0;
+  return p_.top_k;
+}
+
+int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float> logits) {
+  const int32_t k = candidates_needed(std::numeric_limits<int32_t>::max());
+  if (k == 0)
+    throw std::invalid_argument(
+        "Sampler::sample_top: greedy, penalties or top-k off: this sampler needs every logit; use sample()");
+  if (ids.size() != static_cast<size_t>(k) || logits.size() != static_cast<size_t>(k))
+    throw std::invalid_argument(fmt::format("Sampler::sample_top: {} ids and {} logits; expected {} candidates (top_k)",
+                                            ids.size(), logits.size(), k));
+  cands_.resize(static_cast<size_t>(k));
+  bool any = false;
+  for (size_t i = 0; i < cands_.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= n_vocab_)
+      throw std::invalid_argument(
+          fmt::format("Sampler::sample_top: id {} (candidate {}) is outside the vocabulary [0, {})", ids[i], i, n_vocab_));
+    cands_[i] = {std::isnan(logits[i]) ? kNegInf : logits[i], ids[i], 0.0f};
+    any |= cands_[i].logit > kNegInf;
+    if (i > 0 && !Better{}(cands_[i - 1], cands_[i]))
+      throw std::invalid_argument(fmt::format(
+          "Sampler::sample_top: candidate {} (id {}, logit {}) does not rank below the one before it (id {}, logit {}); "
+          "expected the most likely first, the lower id first on ties",
+          i, ids[i], logits[i], ids[i - 1], logits[i - 1]));
+  }
+  if (!any) throw std::invalid_argument("Sampler::sample_top: every logit is NaN or -inf; nothing can be sampled");
+  has_last_ = true;
+  weights_valid_ = false;
+  greedy_ = false;
+  sorted_ = cands_.size();
+  return sample_candidates();
+}
+
 int32_t Sampler::sample_random(std::span<const float> logits) {
   select_candidates(logits);
+  return sample_candidates();
+}
+
+int32_t Sampler::sample_candidates() {
   if (p_.temperature != 1.0f)
     for (auto& c : cands_) c.logit /= p_.temperature;  // monotone: the canonical order holds
   compute_weights();

@@ -41,6 +41,18 @@ class Sampler {
   // modify logits (penalties are applied in place, NaN becomes -inf). Does NOT record the
   // token. Throws std::invalid_argument when every logit is NaN or -inf.
   int32_t sample(std::span<float> logits);
+  // How many of the most likely logits sample_top() needs to choose exactly as sample() would
+  // on all of them: top_k, for random sampling truncated to top_k <= max_k (and < the vocabulary)
+  // without penalties (they move logits from outside any top list into it). 0 when sample()
+  // needs every logit: greedy (which keeps them for logprobs), top-k off or above max_k, penalties.
+  int32_t candidates_needed(int32_t max_k) const;
+  // sample() given only the candidates_needed() most likely logits, most likely first and the
+  // lower id first on ties (kernels::Backend::top_k's order), so that a GPU backend returns k
+  // values instead of the vocabulary: the same choice, log probabilities and generator state as
+  // sample() on all the logits (NaN counts as -inf, as there). Throws std::invalid_argument when
+  // candidates_needed() is 0, for another count, ids outside the vocabulary, another order, or
+  // when every candidate is NaN or -inf.
+  int32_t sample_top(std::span<const int32_t> ids, std::span<const float> logits);
   // Records the token in the penalty history (prompt tokens too, if they should be penalised).
   // Throws std::invalid_argument for an id outside the vocabulary.
   void accept(int32_t token);
@@ -66,6 +78,7 @@ class Sampler {
   void apply_penalties(std::span<float> logits);
   int32_t sample_greedy(std::span<const float> logits);
   int32_t sample_random(std::span<const float> logits);
+  int32_t sample_candidates();  // the random path once cands_ holds the top-k (or all) tokens
   void select_candidates(std::span<const float> logits);
   void sort_prefix(size_t n);  // makes cands_[0, n) the n best, in canonical order
   void compute_weights();

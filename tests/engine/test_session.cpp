@@ -134,6 +134,37 @@ TEST_CASE("generate stops at max_tokens, at the context end, and on cancel") {
   CHECK(s.n_past() == 20);
 }
 
+// generate() takes a top-k sampler's tokens from the backend's top-k (feed_top_k, then
+// Sampler::sample_top) and a penalised one's from all the logits: both must choose as a sampler
+// reading every logit after feed().
+TEST_CASE("sampled generate equals feed() and sample() on every logit, with and without penalties") {
+  Fixture f;
+  const auto vocab = static_cast<int32_t>(f.model->config().vocab_size);
+  const std::vector<int32_t> prompt = {f.model->tokenizer().bos_id(), 30, 47};
+  for (const float penalty : {1.0f, 1.3f}) {
+    SamplerParams p;  // temperature 0.8, top-k 40, top-p 0.95, min-p 0.05
+    p.seed = 7;
+    p.repeat_penalty = penalty;
+    Sampler via_generate(p, vocab), via_feed(p, vocab);
+    CHECK(via_generate.candidates_needed(kernels::Backend::kMaxTopK) == (penalty == 1.0f ? 40 : 0));
+    Session a(*f.model, SessionOptions{64, kernels::KvType::f16, 8}), b(*f.model, SessionOptions{64, kernels::KvType::f16, 8});
+    std::vector<int32_t> got;
+    a.generate(prompt, 30, via_generate, [&](int32_t id, std::string_view) { return id < 0 || (got.push_back(id), true); });
+    std::vector<int32_t> want;
+    for (int32_t t : prompt) via_feed.accept(t);
+    std::span<float> logits = b.feed(prompt);
+    while (want.size() < got.size()) {
+      const int32_t id = via_feed.sample(logits);
+      via_feed.accept(id);
+      want.push_back(id);
+      logits = b.feed(std::span(&want.back(), 1));
+    }
+    CAPTURE(penalty);
+    CHECK(got.size() == 30);
+    CHECK(got == want);
+  }
+}
+
 TEST_CASE("forward rejects bad token ids and positions instead of reading out of bounds") {
   Fixture f;
   Forward fwd(*f.model, 4);

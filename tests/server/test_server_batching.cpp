@@ -18,7 +18,8 @@ constexpr int kRequests = 16;
 
 // Request i of the batch: a mix of chat and completions, prompts of different lengths (so
 // prefill rows of new requests share steps with decode rows of running ones), stop strings,
-// and seeded sampling at temperature > 0 for some (per-slot sampler state must not mix).
+// and seeded top-k sampling at temperature > 0 for some (per-slot sampler state must not mix;
+// a batch of top-k rows takes each row's candidates from the backend, any other all logits).
 json request(int i, bool stream) {
   static const char* prompts[] = {"Once upon a time", "The cat", "Lily and Ben went to the park to play with a ball",
                                   "One day", "Tom had a big red truck. He", "The sun was", "Sam", "A little bird"};
@@ -27,9 +28,10 @@ json request(int i, bool stream) {
   if (i % 2 == 0) r["prompt"] = p;
   else r["messages"] = {{{"role", "user"}, {"content", p}}};
   if (i % 4 == 1) r["stop"] = json::array({".", "!"});
-  if (i % 4 == 3) {
+  if (i % 4 == 3) {  // top-k: alone, and in batches of such rows only, the backend selects it
     r["temperature"] = 0.9;
     r["seed"] = 1000 + i;
+    r["top_k"] = i % 8 == 3 ? 40 : 12;
   }
   return r;
 }
@@ -91,6 +93,30 @@ TEST_CASE("16 concurrent streams each give exactly what the same request gives a
   CHECK(fetch_metric(s, "sbits_slots_busy_peak") >= 4);
   CHECK(fetch_metric(s, "sbits_requests_completed_total") == 2 * kRequests);
   CHECK(fetch_metric(s, "sbits_slots_busy") == 0);
+  CHECK(s.stop() == 0);
+}
+
+// Only top-k rows in the batch: the backend selects every row's candidates in one call, the
+// rows' k differ (40 and 12), and each must still give what it gives alone.
+TEST_CASE("concurrent top-k streams each give exactly what the same request gives alone") {
+  ServerProcess s(server_test_model("stories260K.sbits"), {"--parallel", "4"});
+  const int ids[] = {3, 7, 11, 15};
+  std::vector<std::string> alone, batched(4);
+  for (int i : ids) alone.push_back(text_alone(s, i));
+  std::barrier start(4);
+  std::vector<std::thread> threads;
+  for (int j = 0; j < 4; ++j)
+    threads.emplace_back([&, j] {
+      start.arrive_and_wait();
+      batched[size_t(j)] = text_streamed(s, ids[j]);
+    });
+  for (auto& t : threads) t.join();
+  for (size_t j = 0; j < 4; ++j) {
+    CAPTURE(ids[j]);
+    CHECK(!alone[j].empty());
+    CHECK(batched[j] == alone[j]);
+  }
+  CHECK(fetch_metric(s, "sbits_slots_busy_peak") >= 2);
   CHECK(s.stop() == 0);
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <span>
 
 #include "engine/text/sampler.h"
 
@@ -311,6 +312,91 @@ TEST_CASE("top-p over a 32000 vocabulary matches a full sort") {
       CHECK(support_ids(s) == want);
     }
   }
+}
+
+// The k most likely logits as kernels::Backend::top_k returns them: descending, ties by lower id.
+std::pair<std::vector<int32_t>, std::vector<float>> top_of(const std::vector<float>& l, int k) {
+  std::vector<int32_t> ids(l.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  ids.resize(static_cast<size_t>(k));
+  std::vector<float> vals;
+  for (int32_t id : ids) vals.push_back(l[static_cast<size_t>(id)]);
+  return {ids, vals};
+}
+
+TEST_CASE("sample_top on the k most likely logits chooses as sample() does on all of them") {
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p;
+  };
+  const Case cases[] = {{0.8f, 40, 0.95f, 0.05f}, {1.0f, 1, 1.0f, 0.0f},  {0.3f, 7, 0.5f, 0.0f},
+                        {1.7f, 64, 0.99f, 0.0f},  {1.0f, 64, 1.0f, 0.3f}, {0.8f, 40, 0.0f, 0.0f}};
+  for (const Case& c : cases)
+    for (const int32_t vocab : {32000, 90}) {
+      SamplerParams p = plain_sampling(uint64_t(vocab) + uint64_t(c.top_k));
+      p.temperature = c.temperature, p.top_k = c.top_k, p.top_p = c.top_p, p.min_p = c.min_p;
+      Sampler on_top(p, vocab), on_all(p, vocab);
+      REQUIRE(on_top.candidates_needed(64) == c.top_k);
+      for (uint32_t step = 0; step < 40; ++step) {
+        auto l = random_logits(static_cast<size_t>(vocab), step);
+        if (vocab == 90)  // coarse values: ties within and at the edge of the top k
+          for (float& x : l) x = std::round(x);
+        const auto [ids, vals] = top_of(l, c.top_k);
+        const int32_t want = on_all.sample(l);
+        const int32_t got = on_top.sample_top(ids, vals);
+        CAPTURE(c.top_k);
+        CAPTURE(vocab);
+        CAPTURE(step);
+        REQUIRE(got == want);
+        CHECK(on_top.last_logprob() == on_all.last_logprob());
+        CHECK(on_top.last_top_logprobs(5) == on_all.last_top_logprobs(5));
+        on_top.accept(got);
+        on_all.accept(want);
+      }
+    }
+}
+
+TEST_CASE("candidates_needed is 0 where sample() needs every logit; sample_top refuses those cases") {
+  const auto needed = [](auto edit, int max_k = 64) {
+    SamplerParams p;  // the defaults: temperature 0.8, top-k 40, no penalties
+    edit(p);
+    return Sampler(p, 100).candidates_needed(max_k);
+  };
+  CHECK(needed([](SamplerParams&) {}) == 40);
+  CHECK(needed([](SamplerParams&) {}, 39) == 0);
+  CHECK(needed([](SamplerParams& p) { p.temperature = 0.0f; }) == 0);
+  CHECK(needed([](SamplerParams& p) { p.top_k = 0; }) == 0);
+  CHECK(needed([](SamplerParams& p) { p.top_k = 100; }) == 0);
+  CHECK(needed([](SamplerParams& p) { p.repeat_penalty = 1.1f; }) == 0);
+  CHECK(needed([](SamplerParams& p) { p.presence_penalty = 0.5f; }) == 0);
+  CHECK(needed([](SamplerParams& p) { p.frequency_penalty = -0.5f; }) == 0);
+
+  SamplerParams p;
+  Sampler s(p, 100);
+  std::vector<int32_t> ids(40);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::vector<float> vals(40);
+  for (size_t i = 0; i < vals.size(); ++i) vals[i] = -static_cast<float>(i);
+  CHECK_THROWS_WITH_AS(s.sample_top(std::span(ids).first(39), std::span(vals).first(39)), Contains("40 candidates"),
+                       std::invalid_argument);
+  auto bad_ids = ids;
+  bad_ids[3] = 100;
+  CHECK_THROWS_WITH_AS(s.sample_top(bad_ids, vals), Contains("outside the vocabulary"), std::invalid_argument);
+  auto unordered = vals;
+  std::swap(unordered[4], unordered[5]);
+  CHECK_THROWS_WITH_AS(s.sample_top(ids, unordered), Contains("most likely first"), std::invalid_argument);
+  std::vector<float> none(40, -INFINITY);
+  none[0] = NAN;  // NaN counts as -inf, as in sample()
+  CHECK_THROWS_WITH_AS(s.sample_top(ids, none), Contains("NaN or -inf"), std::invalid_argument);
+  SamplerParams pen;
+  pen.repeat_penalty = 1.1f;
+  Sampler with_penalty(pen, 100);
+  CHECK_THROWS_WITH_AS(with_penalty.sample_top(ids, vals), Contains("needs every logit"), std::invalid_argument);
+  const int32_t got = s.sample_top(ids, vals);
+  CHECK((got >= 0 && got < 40));
 }
 
 TEST_CASE("invalid parameters and inputs throw, naming the field") {
