@@ -147,7 +147,7 @@ __device__ __forceinline__ void attend_lane_positions(const AttentionArgs& a, in
 
 // head_dim 128, f16 cache: lane owns dimensions 4 lane .. 4 lane + 3 of q, the keys and the
 // values, so a cached row is one 8-byte load per lane; a step takes 8 positions, whose key and
-// value loads are all issued before their sums. The per-position form above, at the 8-position
+// value loads are all issued before their sums, and the next step's while this one computes. The per-position form above, at the 8-position
 // chunks of short contexts, kept 24 of 32 lanes idle while the others ran 128-term dot products,
 // and walked the values one position, one dependent load, at a time.
 __device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t r, int64_t h, int64_t base,
@@ -159,14 +159,21 @@ __device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t
   const __half* vc = static_cast<const __half*>(a.v_cache) + base + 4 * lane;
   const float scale = float(1.0 / sqrt(double(kLaneDimsHd)));
   float m = -INFINITY, l = 0.0f, acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int64_t p0 = p_begin; p0 < p_end; p0 += kStep) {
-    uint2 kw[kStep], vw[kStep];
+  uint2 next_k[kStep], next_v[kStep];
+  const auto load_step = [&](int64_t p0) {
 #pragma unroll
     for (int j = 0; j < kStep; ++j) {
       const int64_t p = min(p0 + j, p_end - 1);  // past the end: a repeat, weighted 0 below
-      kw[j] = *reinterpret_cast<const uint2*>(kc + p * kLaneDimsHd);
-      vw[j] = *reinterpret_cast<const uint2*>(vc + p * kLaneDimsHd);
+      next_k[j] = *reinterpret_cast<const uint2*>(kc + p * kLaneDimsHd);
+      next_v[j] = *reinterpret_cast<const uint2*>(vc + p * kLaneDimsHd);
     }
+  };
+  load_step(p_begin);
+  for (int64_t p0 = p_begin; p0 < p_end; p0 += kStep) {
+    uint2 kw[kStep], vw[kStep];
+#pragma unroll
+    for (int j = 0; j < kStep; ++j) kw[j] = next_k[j], vw[j] = next_v[j];
+    if (p0 + kStep < p_end) load_step(p0 + kStep);  // in flight while this step computes
     float s[kStep];
 #pragma unroll
     for (int j = 0; j < kStep; ++j) {
