@@ -31,12 +31,15 @@ const char* kUsage = R"(usage: sbits-bench MODEL.sbits [options]
   --threads N     CPU threads (default: all cores)
   --backend NAME  cpu, cuda, vulkan or auto (default auto)
   --kv-type T     f16 or f32 (default f16)
+  --top-k K       each decode step brings back the K largest logits, as top-k sampling does
+                  (default 40, sbits-run's; 1 as greedy decoding; 0: all logits, as sampling
+                  with top-k off or penalties)
   --out FILE      JSON output (default bench/results/engine_<model>_<backend>_<host>.json)
 )";
 
 struct Options {
   std::string model, backend = "auto", out;
-  int prompt = 512, decode = 128, reps = 3, threads = 0, rows = 0;
+  int prompt = 512, decode = 128, reps = 3, threads = 0, rows = 0, top_k = 40;
   kernels::KvType kv = kernels::KvType::f16;
 };
 
@@ -53,6 +56,7 @@ Options parse(int argc, char** argv) {
     else if (s == "--threads") o.threads = cli::parse_in_range<int>(s, a.value(s), 1, 1024);
     else if (s == "--backend") o.backend = a.value(s);
     else if (s == "--out") o.out = a.value(s);
+    else if (s == "--top-k") o.top_k = cli::parse_in_range<int>(s, a.value(s), 0, kernels::Backend::kMaxTopK);
     else if (s == "--kv-type") {
       std::string v = a.value(s);
       if (v != "f16" && v != "f32") throw cli::UsageError("option --kv-type expects f16 or f32, got '" + v + "'");
@@ -112,26 +116,38 @@ int main(int argc, char** argv) {
     auto model = Model::load(o.model, *backend);
     const std::vector<int32_t> prompt = bench_tokens(*model, o.prompt);
     Session s(*model, SessionOptions{o.prompt + o.decode + 1, o.kv, o.rows});
+    if (o.top_k > static_cast<int>(model->config().vocab_size))
+      throw std::runtime_error(fmt::format("--top-k {} exceeds the vocabulary ({})", o.top_k, model->config().vocab_size));
+    std::vector<int32_t> top_ids(static_cast<size_t>(o.top_k));
+    std::vector<float> top_logits(top_ids.size());
+    // A decode step as generation runs it: the next token's logits, all or the top-k.
+    const auto decode_step = [&](int32_t token) {
+      if (o.top_k > 0)
+        s.feed_top_k(std::span(&token, 1), top_ids, top_logits);
+      else
+        s.feed(std::span(&token, 1));
+    };
     std::vector<double> pp, tg;
     // Warm-up: the whole prompt (scratch grown to the chunk size, GEMM plans made) and two decode
     // steps (decode graphs captured), so that no repetition pays first-use costs; with a median of
     // two a first-use cost would otherwise be the reported value.
     s.feed(prompt);
-    for (int i = 0; i < 2; ++i) s.feed(std::span<const int32_t>(prompt).subspan(size_t(i), 1));
+    for (size_t i = 0; i < 2; ++i) decode_step(prompt[i % prompt.size()]);
     for (int r = 0; r < o.reps; ++r) {
       s.reset();
       pp.push_back(time_seconds([&] { s.feed(prompt); }));
       s.reset();
       s.feed(std::span<const int32_t>(prompt).subspan(0, 1));
       tg.push_back(time_seconds([&] {
-        for (int i = 0; i < o.decode; ++i) s.feed(std::span<const int32_t>(&prompt[1 + i % (prompt.size() - 1)], 1));
+        for (size_t i = 0; i < size_t(o.decode); ++i)
+          decode_step(prompt.size() > 1 ? prompt[1 + i % (prompt.size() - 1)] : prompt[0]);
       }));
     }
     const double pp_tps = o.prompt / median(pp), tg_tps = o.decode / median(tg);
     const double weight_bytes = model->bits_per_weight() * static_cast<double>(model->parameter_count()) / 8.0;
     const std::string device = backend->device_description();
-    std::printf("| model | backend | device | bpw | prefill %d tok/s | decode tok/s |\n|---|---|---|---|---|---|\n",
-                o.prompt);
+    std::printf("| model | backend | device | bpw | prefill %d tok/s | decode tok/s (%s) |\n|---|---|---|---|---|---|\n",
+                o.prompt, o.top_k > 0 ? fmt::format("top-{}", o.top_k).c_str() : "all logits");
     std::printf("| %s | %s | %s | %.2f | %.1f | %.1f |\n", std::filesystem::path(o.model).filename().c_str(),
                 backend->name().c_str(), device.c_str(), model->bits_per_weight(), pp_tps, tg_tps);
 
@@ -142,7 +158,7 @@ int main(int argc, char** argv) {
                         {"device", device}, {"model", o.model}, {"bpw", model->bits_per_weight()},
                         {"params", model->parameter_count()}, {"weight_bytes", weight_bytes},
                         {"prefill_tokens", o.prompt}, {"prefill_chunk_rows", s.max_batch_rows()}, {"prefill_tok_s", pp_tps},
-                        {"decode_tokens", o.decode},
+                        {"decode_tokens", o.decode}, {"decode_top_k", o.top_k},
                         {"decode_tok_s", tg_tps}, {"repetitions", o.reps},
                         {"kv_type", o.kv == kernels::KvType::f16 ? "f16" : "f32"}};
     std::string out = o.out;
