@@ -75,4 +75,42 @@ inline void check_rope_args(const char* op, const Buffer& x, int n, int n_heads,
     if (rows[r].pos < 0) fail(op, "rows[", r, "].pos = ", rows[r].pos, " is negative");
 }
 
+// get_rows's arguments: every source row inside x (read as rows of `width`), out not x.
+inline void check_get_rows_args(const char* op, const Buffer& x, const int32_t* src_rows, int n, int width,
+                                const Buffer& out) {
+  check_rows_pointer(op, src_rows, n);
+  if (width <= 0) fail(op, "width must be positive, got ", width);
+  if (&x == &out && n > 0) fail(op, "out must not be the same buffer as x (rows would overwrite each other)");
+  check_count(op, "out", out, n, width);
+  const int64_t x_rows = int64_t(x.count / size_t(width));
+  for (int r = 0; r < n; ++r)
+    if (src_rows[r] < 0 || src_rows[r] >= x_rows)
+      fail(op, "src_rows[", r, "] = ", src_rows[r], " is outside x's rows [0, ", x_rows, ") (", x.count,
+           " floats of width ", width, ")");
+}
+
+// attention's arguments: layer and rows inside the cache, a shape that matches it, q and out of
+// n rows, and every row's position already stored; stored_end(slot) is one past the last
+// stored position of that slot in `layer`.
+template <class StoredEnd>
+void check_attention_args(const char* op, const KvCacheDesc& d, int layer, int n, const RowInfo* rows,
+                          const AttentionShape& shape, const Buffer& q, const Buffer& out, StoredEnd&& stored_end) {
+  check_layer(op, d, layer);
+  check_cache_rows(op, d, rows, n);
+  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
+    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
+         d.n_kv_heads, " head_dim=", d.head_dim);
+  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
+    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
+  const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
+  check_count(op, "q", q, n, width);
+  check_count(op, "out", out, n, width);
+  for (int r = 0; r < n; ++r) {
+    const int32_t end = stored_end(rows[r].slot);
+    if (rows[r].pos >= end)
+      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
+           layer, " has positions < ", end, " of that slot");
+  }
+}
+
 }  // namespace sbits::kernels

@@ -55,24 +55,10 @@ void CpuBackend::attention(const Buffer& q, const KvCache& cache, int layer, int
   const KvCacheDesc& d = c->desc;
   const CpuBuffer& qs = cpu_buffer(q, op, "q");
   CpuBuffer& os = cpu_buffer(out, op, "out");
-  check_layer(op, d, layer);
-  check_cache_rows(op, d, rows, n);
-  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
-    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
-         d.n_kv_heads, " head_dim=", d.head_dim);
-  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
-    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
+  check_attention_args(op, d, layer, n, rows, shape, qs, os, [&](int slot) { return c->stored_end(layer, slot); });
   const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
-  check_count(op, "q", qs, n, width);
-  check_count(op, "out", os, n, width);
   int64_t work = 0;
-  for (int r = 0; r < n; ++r) {
-    const int32_t end = c->stored_end(layer, rows[r].slot);
-    if (rows[r].pos >= end)
-      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
-           layer, " has positions < ", end, " of that slot");
-    work += (int64_t(rows[r].pos) + 1) * width;
-  }
+  for (int r = 0; r < n; ++r) work += (int64_t(rows[r].pos) + 1) * width;
   const int group = shape.n_heads / shape.n_kv_heads;
   const int hd = shape.head_dim;
   const float scale = float(1.0 / std::sqrt(double(hd)));

@@ -51,15 +51,7 @@ void CpuBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, int w
   std::lock_guard<std::mutex> lock(op_mutex_);
   const CpuBuffer& xs = cpu_buffer(x, op, "x");
   CpuBuffer& o = cpu_buffer(out, op, "out");
-  check_rows_pointer(op, src_rows, n);
-  if (width <= 0) fail(op, "width must be positive, got ", width);
-  if (&xs == &o && n > 0) fail(op, "out must not be the same buffer as x (rows would overwrite each other)");
-  check_count(op, "out", o, n, width);
-  const int64_t x_rows = int64_t(xs.count / size_t(width));
-  for (int r = 0; r < n; ++r)
-    if (src_rows[r] < 0 || src_rows[r] >= x_rows)
-      fail(op, "src_rows[", r, "] = ", src_rows[r], " is outside x's rows [0, ", x_rows, ") (", xs.count,
-           " floats of width ", width, ")");
+  check_get_rows_args(op, xs, src_rows, n, width, o);
   for (int r = 0; r < n; ++r)
     std::memcpy(o.data() + int64_t(r) * width, xs.data() + int64_t(src_rows[r]) * width, size_t(width) * sizeof(float));
 }

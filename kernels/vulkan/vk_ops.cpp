@@ -67,15 +67,7 @@ void VulkanBackend::get_rows(const Buffer& x, const int32_t* src_rows, int n, in
   std::lock_guard<std::recursive_mutex> lock(st_->mutex);
   const VkBufferObj& xs = vk_buffer(x, op, "x");
   VkBufferObj& o = vk_buffer(out, op, "out");
-  check_rows_pointer(op, src_rows, n);
-  if (width <= 0) fail(op, "width must be positive, got ", width);
-  if (&xs == &o && n > 0) fail(op, "out must not be the same buffer as x (rows would overwrite each other)");
-  check_count(op, "out", o, n, width);
-  const int64_t x_rows = int64_t(xs.count / size_t(width));
-  for (int r = 0; r < n; ++r)
-    if (src_rows[r] < 0 || src_rows[r] >= x_rows)
-      fail(op, "src_rows[", r, "] = ", src_rows[r], " is outside x's rows [0, ", x_rows, ") (", xs.count,
-           " floats of width ", width, ")");
+  check_get_rows_args(op, xs, src_rows, n, width, o);
   if (n == 0) return;
   st_->stream.reserve(size_t(n) * 4, 1, op);
   const BufRef idb = st_->stream.stage(src_rows, size_t(n) * 4);
@@ -207,22 +199,7 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
   const KvCacheDesc& d = c.desc;
   const VkBufferObj& qs = vk_buffer(q, op, "q");
   VkBufferObj& os = vk_buffer(out, op, "out");
-  check_layer(op, d, layer);
-  check_cache_rows(op, d, rows, n);
-  if (shape.n_kv_heads != d.n_kv_heads || shape.head_dim != d.head_dim)
-    fail(op, "shape has n_kv_heads=", shape.n_kv_heads, " head_dim=", shape.head_dim, ", the cache has n_kv_heads=",
-         d.n_kv_heads, " head_dim=", d.head_dim);
-  if (shape.n_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
-    fail(op, "n_heads=", shape.n_heads, " must be a positive multiple of n_kv_heads=", shape.n_kv_heads);
-  const int64_t width = int64_t(shape.n_heads) * shape.head_dim;
-  check_count(op, "q", qs, n, width);
-  check_count(op, "out", os, n, width);
-  for (int r = 0; r < n; ++r) {
-    const int32_t end = c.end(layer, rows[r].slot);
-    if (rows[r].pos >= end)
-      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
-           layer, " has positions < ", end, " of that slot");
-  }
+  check_attention_args(op, d, layer, n, rows, shape, qs, os, [&](int slot) { return c.end(layer, slot); });
   if (n == 0) return;
   if (n > 8 && attn_prefill_ && (d.head_dim == 64 || d.head_dim == 128) &&
       std::all_of(rows, rows + n, [&](const RowInfo& r) { return r.slot == rows[0].slot; }))
