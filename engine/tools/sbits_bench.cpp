@@ -25,6 +25,7 @@ const char* kUsage = R"(usage: sbits-bench MODEL.sbits [options]
 
   -p N            prompt tokens for the prefill test (default 512)
   -n N            tokens for the decode test (default 128)
+  -d N            context depth: decode after N prompt tokens (default 0: after one token)
   -r N            repetitions; the median is reported (default 3)
   --rows N        prompt tokens per forward pass (prefill chunk; default: the backend's,
                   512 on GPUs, 64 on the CPU)
@@ -39,7 +40,7 @@ const char* kUsage = R"(usage: sbits-bench MODEL.sbits [options]
 
 struct Options {
   std::string model, backend = "auto", out;
-  int prompt = 512, decode = 128, reps = 3, threads = 0, rows = 0, top_k = 40;
+  int prompt = 512, decode = 128, depth = 0, reps = 3, threads = 0, rows = 0, top_k = 40;
   kernels::KvType kv = kernels::KvType::f16;
 };
 
@@ -51,6 +52,7 @@ Options parse(int argc, char** argv) {
     if (s == "-h" || s == "--help") { std::fputs(kUsage, stdout); std::exit(0); }
     else if (s == "-p") o.prompt = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 20);
     else if (s == "-n") o.decode = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 20);
+    else if (s == "-d") o.depth = cli::parse_in_range<int>(s, a.value(s), 0, 1 << 20);
     else if (s == "-r") o.reps = cli::parse_in_range<int>(s, a.value(s), 1, 1000);
     else if (s == "--rows") o.rows = cli::parse_in_range<int>(s, a.value(s), 1, 1 << 16);
     else if (s == "--threads") o.threads = cli::parse_in_range<int>(s, a.value(s), 1, 1024);
@@ -114,8 +116,9 @@ int main(int argc, char** argv) {
     bo.threads = o.threads;
     auto backend = make_backend(o.backend, bo);
     auto model = Model::load(o.model, *backend);
-    const std::vector<int32_t> prompt = bench_tokens(*model, o.prompt);
-    Session s(*model, SessionOptions{o.prompt + o.decode + 1, o.kv, o.rows});
+    const std::vector<int32_t> prompt = bench_tokens(*model, std::max(o.prompt, o.depth + 1));
+    const auto prompt_span = std::span<const int32_t>(prompt).first(static_cast<size_t>(o.prompt));
+    Session s(*model, SessionOptions{static_cast<int>(prompt.size()) + o.decode + 1, o.kv, o.rows});
     if (o.top_k > static_cast<int>(model->config().vocab_size))
       throw std::runtime_error(fmt::format("--top-k {} exceeds the vocabulary ({})", o.top_k, model->config().vocab_size));
     std::vector<int32_t> top_ids(static_cast<size_t>(o.top_k));
@@ -131,13 +134,13 @@ int main(int argc, char** argv) {
     // Warm-up: the whole prompt (scratch grown to the chunk size, GEMM plans made) and two decode
     // steps (decode graphs captured), so that no repetition pays first-use costs; with a median of
     // two a first-use cost would otherwise be the reported value.
-    s.feed(prompt);
+    s.feed(prompt_span);
     for (size_t i = 0; i < 2; ++i) decode_step(prompt[i % prompt.size()]);
     for (int r = 0; r < o.reps; ++r) {
       s.reset();
-      pp.push_back(time_seconds([&] { s.feed(prompt); }));
+      pp.push_back(time_seconds([&] { s.feed(prompt_span); }));
       s.reset();
-      s.feed(std::span<const int32_t>(prompt).subspan(0, 1));
+      s.feed(std::span<const int32_t>(prompt).first(static_cast<size_t>(o.depth) + 1));
       tg.push_back(time_seconds([&] {
         for (size_t i = 0; i < size_t(o.decode); ++i)
           decode_step(prompt.size() > 1 ? prompt[1 + i % (prompt.size() - 1)] : prompt[0]);
@@ -146,8 +149,9 @@ int main(int argc, char** argv) {
     const double pp_tps = o.prompt / median(pp), tg_tps = o.decode / median(tg);
     const double weight_bytes = model->bits_per_weight() * static_cast<double>(model->parameter_count()) / 8.0;
     const std::string device = backend->device_description();
-    std::printf("| model | backend | device | bpw | prefill %d tok/s | decode tok/s (%s) |\n|---|---|---|---|---|---|\n",
-                o.prompt, o.top_k > 0 ? fmt::format("top-{}", o.top_k).c_str() : "all logits");
+    std::printf("| model | backend | device | bpw | prefill %d tok/s | decode tok/s (%s, depth %d) |\n"
+                "|---|---|---|---|---|---|\n",
+                o.prompt, o.top_k > 0 ? fmt::format("top-{}", o.top_k).c_str() : "all logits", o.depth);
     std::printf("| %s | %s | %s | %.2f | %.1f | %.1f |\n", std::filesystem::path(o.model).filename().c_str(),
                 backend->name().c_str(), device.c_str(), model->bits_per_weight(), pp_tps, tg_tps);
 
@@ -158,7 +162,7 @@ int main(int argc, char** argv) {
                         {"device", device}, {"model", o.model}, {"bpw", model->bits_per_weight()},
                         {"params", model->parameter_count()}, {"weight_bytes", weight_bytes},
                         {"prefill_tokens", o.prompt}, {"prefill_chunk_rows", s.max_batch_rows()}, {"prefill_tok_s", pp_tps},
-                        {"decode_tokens", o.decode}, {"decode_top_k", o.top_k},
+                        {"decode_tokens", o.decode}, {"decode_depth", o.depth}, {"decode_top_k", o.top_k},
                         {"decode_tok_s", tg_tps}, {"repetitions", o.reps},
                         {"kv_type", o.kv == kernels::KvType::f16 ? "f16" : "f32"}};
     std::string out = o.out;

@@ -64,18 +64,19 @@ TEST_CASE("sbits-run --chat reads turns from stdin and answers each") {
 }
 
 // sbits-bench (a benchmark: only that it runs, reports and refuses bad input is tested).
-TEST_CASE("sbits-bench writes its table and JSON, decode by top-k or all logits; a bad --top-k is refused") {
+TEST_CASE("sbits-bench writes its table and JSON, decode by top-k or all logits, at a depth; a bad --top-k is refused") {
   const std::string bench = sbits::test::tools_dir() + "/engine/sbits-bench";
   const std::string json = std::filesystem::temp_directory_path() / "sbits_bench_test.json";
   for (const char* k : {"40", "0"}) {
     std::string out, err;
     const std::string cmd = bench + " " + quote(engine_model("stories260K.sbits")) +
-                            " --backend cpu --threads 1 -p 1 -n 4 -r 1 --top-k " + k + " --out " + quote(json);
+                            " --backend cpu --threads 1 -p 1 -d 5 -n 4 -r 1 --top-k " + k + " --out " + quote(json);
     REQUIRE_MESSAGE(run_command(cmd, &out, &err) == 0, err);
     CHECK(out.find(std::string(k) == "0" ? "all logits" : "top-40") != std::string::npos);
     const std::string j = read_file(json);
     CHECK(j.find(std::string("\"decode_top_k\": ") + k) != std::string::npos);
     CHECK(j.find("\"decode_tok_s\"") != std::string::npos);
+    CHECK(j.find("\"decode_depth\": 5") != std::string::npos);
   }
   std::filesystem::remove(json);
   std::string out, err;
