@@ -182,6 +182,7 @@ VulkanBackend::VulkanBackend(int device) : st_(std::make_shared<State>(device)) 
   integer_dot_ = c.integer_dot;
   // Attention's splits of the positions (1..64; unset: vk_ops.cpp's rule for decode).
   attn_splits_ = env_int("SBITS_VULKAN_ATTN_SPLITS", 0, 0, 64);
+  attn_min_chunk_ = env_int("SBITS_VULKAN_ATTN_MIN_CHUNK", 64, 1, 4096);
   // Prefill attention over 32 query rows per workgroup (0: attention.comp for every batch).
   attn_prefill_ = env_int("SBITS_VULKAN_ATTN_PREFILL", 1, 0, 1) != 0;
   // matvec_tiled.comp's tuning switch (its specialization constant AHEAD).

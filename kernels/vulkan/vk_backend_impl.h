@@ -163,6 +163,7 @@ class VulkanBackend final : public Backend {
   // The split matvec's specialization constants (AHEAD, ROWS_Z) for n = 1 and for n > 1.
   std::vector<uint32_t> matvec_switches_[2];
   int attn_splits_ = 0;  // SBITS_VULKAN_ATTN_SPLITS (tests, tuning); 0 = chosen per call
+  int attn_min_chunk_ = 64;  // decode attention: positions per split at least (SBITS_VULKAN_ATTN_MIN_CHUNK)
   bool attn_prefill_ = true;  // attention_prefill.comp for n > 8 (SBITS_VULKAN_ATTN_PREFILL=0: off)
   DeviceBuffer dequant_, topk_out_, topk_cand_, attn_partial_, attn_counters_;
 };

@@ -204,13 +204,17 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
   if (n > 8 && attn_prefill_ && (d.head_dim == 64 || d.head_dim == 128) &&
       std::all_of(rows, rows + n, [&](const RowInfo& r) { return r.slot == rows[0].slot; }))
     return attention_prefill(qs, c, layer, n, rows, shape, os);
-  // Decode (n <= 8): the positions split across workgroups, one per 256 of the cache's n_ctx,
-  // at most 4 (H200, 7B, 512-640 positions, n_ctx 641: 1 / 2 / 4 / 16 splits 212 / 215-218 /
-  // 220 / 214 tok/s, run 42). A split past a row's stored positions has nothing to do. The
-  // count depends on n_ctx, not on the positions, so a replayed step keeps its grid.
+  // Decode (n <= 8): the positions split across workgroups, enough for chunks of
+  // attn_min_chunk_ positions over the whole cache, at most 32; the shader uses as many as the
+  // row's stored positions fill (attention.comp), so the count can follow n_ctx alone and a
+  // replayed step keeps its grid. H200, 7B 2.5 bpw, decode after 3900 / 512 / 64 positions
+  // (device run 143): at most 4 splits of the cache's 256 (the rule before) 114 / 208 / 274
+  // tok/s; chunks of 64, up to 62 splits, 186 / 267 / 283; chunks of 128, 208 / 259 / 270;
+  // chunks of 64, at most 32 splits (this rule), 207 / 267 / 282 (run 144).
+  const uint32_t min_chunk = attn_splits_ != 0 ? 1u : uint32_t(attn_min_chunk_);
   const uint32_t splits = attn_splits_ != 0 ? uint32_t(attn_splits_)
-                          : n <= 8          ? uint32_t(std::clamp<int64_t>(d.n_ctx / 256, 1, 4))
-                                            : 1u;
+                          : n <= 8 ? uint32_t(std::clamp<int64_t>((d.n_ctx + min_chunk - 1) / min_chunk, 1, 32))
+                                   : 1u;
   const size_t units = size_t(n) * size_t(shape.n_heads);
   const VkBuffer old_counters = attn_counters_.buffer;
   DeviceBuffer& cnt = scratch(attn_counters_, units * 4, false, "attention counters");
@@ -230,9 +234,10 @@ void VulkanBackend::attention(const Buffer& q, const KvCache& cache, int layer, 
   struct {
     uint32_t n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
     float scale;
-    uint32_t splits, digits_tiles;
+    uint32_t splits, digits_tiles, min_chunk;
   } pc{uint32_t(shape.n_heads), uint32_t(d.n_kv_heads), uint32_t(d.head_dim), uint32_t(layer), uint32_t(d.n_slots),
-       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim))), splits, digits ? os.digits_tiles : 0u};
+       uint32_t(d.n_ctx), float(1.0 / std::sqrt(double(d.head_dim))), splits, digits ? os.digits_tiles : 0u,
+       min_chunk};
   st_->stream.dispatch(pipeline("attention", {d.type == KvType::f16 ? 0u : 1u}, 8),
                        {qs.ref(), BufRef{c.k.buffer}, BufRef{c.v.buffer}, rb, os.ref(), part, BufRef{cnt.buffer},
                         digits ? BufRef{os.digits.buffer} : os.ref()},

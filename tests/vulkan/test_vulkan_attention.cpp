@@ -126,14 +126,15 @@ TEST_CASE("vulkan: prefill attention, 32 query rows per workgroup, matches the C
   check_clean(*vk);
 }
 
-// Decode attention with the positions split across workgroups (SBITS_VULKAN_ATTN_SPLITS forces
-// the count; by default it follows n_ctx, 1 for these small caches): splits longer and shorter
-// than a 128-position block, and more splits than a row has positions (empty ones merge as
-// nothing). Every call reuses the per-(row, head) counters, which the merging workgroup resets.
+// Decode attention with the positions split across workgroups: by default (0) ceil(n_ctx / 64)
+// in the grid (5 for these caches of 300), of which a row uses as many as its positions fill at
+// 64 each (1 to 5 here); SBITS_VULKAN_ATTN_SPLITS forces a count, used up to one position each:
+// splits longer and shorter than a 128-position block, and more splits in the grid than a row
+// has positions. Every call reuses the per-(row, head) counters, which the merging workgroup resets.
 TEST_CASE("vulkan: attention split across workgroups matches the CPU (1e-5)") {
   auto cpu = make_cpu_backend(2);
   std::mt19937_64 rng(9);
-  for (const char* splits : {"2", "5", "64"}) {
+  for (const char* splits : {"0", "2", "5", "64"}) {
     ScopedEnv env("SBITS_VULKAN_ATTN_SPLITS", splits);
     auto vk = make_vk();
     for_each_cache(*cpu, *vk, {{4, 4, 8}, {8, 2, 64}, {2, 1, 256}}, 1, 2, 300,

@@ -2,9 +2,9 @@
 // Causal attention over the KV cache, one workgroup per (head, row, split), with the CPU's
 // blocked online softmax: positions in blocks of WG, the block's scores (one per invocation),
 // the running max raised once per block (rescaling the sum and the accumulators), exp(s - m) <= 1
-// weighting the values. With splits > 1 (decode) each split takes a contiguous share of the
-// positions and the last to finish merges them (finish_split): more workgroups for a step's
-// few rows, each with a shorter chain of loads. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
+// weighting the values. With splits > 1 (decode) the row's positions go to as many of them as
+// fill min_chunk positions each, each a contiguous share, and the last to finish merges them
+// (finish_split): more workgroups for a step's few rows, each with a shorter chain of loads. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
 // out may alias q: q is copied to shared memory before anything is written.
 // With digits_tiles != 0 (decode, one row, head_dim == WG: head h's output is tile column h of wo's
 // x) the workgroup that writes a head's output also writes that tile column's digits for
@@ -31,7 +31,7 @@ layout(binding = 7) writeonly buffer BDQ { uint DQ[]; };  // out's digits (digit
 layout(push_constant) uniform P {
   uint n_heads, n_kv_heads, head_dim, layer, n_slots, n_ctx;
   float scale;
-  uint splits, digits_tiles;
+  uint splits, digits_tiles, min_chunk;
 } p;
 
 #define XQ_WORDS DQ
@@ -78,10 +78,10 @@ float dot8(uint k0, uint d0) {
     if (t + WG < hd) acc1 += (w_) * KV_LOAD(VC, (vo) + t + WG);  \
   }
 
-// Splits (decode): each workgroup of a (head, row) writes its running max m, sum l and
-// unnormalized accumulators; the last one to finish (a counter per (row, head)) merges them in
-// split order, so the result does not depend on timing.
-void finish_split(uint unit, uint sidx, uint qo, float m, float l, float acc0, float acc1) {
+// Splits (decode): each of the `used` workgroups of a (head, row) writes its running max m, sum l
+// and unnormalized accumulators; the last one to finish (a counter per (row, head)) merges them
+// in split order, so the result does not depend on timing.
+void finish_split(uint unit, uint sidx, uint used, uint qo, float m, float l, float acc0, float acc1) {
   const uint t = gl_LocalInvocationIndex, hd = p.head_dim, stride = hd + 2u;
   const uint pb = (unit * p.splits + sidx) * stride;
   if (t < hd) PART[pb + t] = acc0;
@@ -92,14 +92,14 @@ void finish_split(uint unit, uint sidx, uint qo, float m, float l, float acc0, f
   }
   memoryBarrierBuffer();  // the partials are visible device-wide before the count says so
   barrier();
-  if (t == 0u) last_ = atomicAdd(CNT[unit], 1u) == p.splits - 1u;
+  if (t == 0u) last_ = atomicAdd(CNT[unit], 1u) == used - 1u;
   barrier();
   if (!last_) return;
   memoryBarrierBuffer();
   float mx = -1.0 / 0.0;
-  for (uint k = 0; k < p.splits; ++k) mx = max(mx, PART[(unit * p.splits + k) * stride + hd]);
+  for (uint k = 0; k < used; ++k) mx = max(mx, PART[(unit * p.splits + k) * stride + hd]);
   float lt = 0.0, o0 = 0.0, o1 = 0.0;
-  for (uint k = 0; k < p.splits; ++k) {
+  for (uint k = 0; k < used; ++k) {
     const uint b = (unit * p.splits + k) * stride;
     const float c = exp(PART[b + hd] - mx);  // 0 for an empty split (m = -inf)
     lt += PART[b + hd + 1u] * c;
@@ -118,12 +118,15 @@ void main() {
   const uint hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const ivec2 sp = ROWS[r];
   const uint n_pos = uint(sp.y) + 1;
+  // The splits this row's positions fill at min_chunk each; the rest of the grid has no work.
+  const uint used = min(p.splits, max(1u, (n_pos + p.min_chunk - 1u) / p.min_chunk));
+  if (gl_WorkGroupID.z >= used) return;
   const uint base = (((p.layer * p.n_slots + uint(sp.x)) * p.n_kv_heads + h / group) * p.n_ctx) * hd;
   const uint qo = (r * p.n_heads + h) * hd;
   for (uint d = t; d < hd; d += WG) q_s[d] = Q[qo + d];
   barrier();
   float m = -1.0 / 0.0, l = 0.0, acc0 = 0.0, acc1 = 0.0;
-  const uint chunk = (n_pos + p.splits - 1u) / p.splits;  // this workgroup's positions: [lo, hi)
+  const uint chunk = (n_pos + used - 1u) / used;  // this workgroup's positions: [lo, hi)
   const uint lo = min(n_pos, gl_WorkGroupID.z * chunk), hi = min(n_pos, lo + chunk);
   for (uint p0 = lo; p0 < hi; p0 += WG) {
     const uint nb = min(WG, hi - p0);
@@ -161,8 +164,8 @@ void main() {
     for (; j < nb; ++j) VALUE_FMA(p_s[j], base + (p0 + j) * hd)
     barrier();  // p_s is rewritten by the next block
   }
-  if (p.splits > 1u) {
-    finish_split(r * p.n_heads + h, gl_WorkGroupID.z, qo, m, l, acc0, acc1);
+  if (used > 1u) {
+    finish_split(r * p.n_heads + h, gl_WorkGroupID.z, used, qo, m, l, acc0, acc1);
     return;
   }
   const float inv = 1.0 / l;
