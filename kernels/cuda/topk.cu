@@ -97,8 +97,8 @@ __device__ __forceinline__ uint32_t rank_key(float v) {
   return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-// The key of the need-th best of src's keys that match `prefix` above bit shift + 8, a byte at a
-// time (see the top). Returns {key, how many of the best are equal to it, how many are equal}.
+// The key of src's need-th best entry, found a byte at a time (see the top). Returns {the key,
+// how many of the `need` best equal it, how many entries equal it}.
 template <class Src>
 __device__ uint3 radix_select(const Src& src, int count, uint32_t need) {
   __shared__ uint32_t hist[256];
