@@ -2,7 +2,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -61,27 +60,6 @@ TEST_CASE("sbits-run --chat reads turns from stdin and answers each") {
   REQUIRE_MESSAGE(run_command(cmd, &out, &err) == 0, err);
   CHECK(std::count(err.begin(), err.end(), '>') >= 2);
   CHECK(std::count(out.begin(), out.end(), '\n') >= 2);  // one reply per turn
-}
-
-// sbits-bench (a benchmark: only that it runs, reports and refuses bad input is tested).
-TEST_CASE("sbits-bench writes its table and JSON, decode by top-k or all logits, at a depth; a bad --top-k is refused") {
-  const std::string bench = sbits::test::tools_dir() + "/engine/sbits-bench";
-  const std::string json = std::filesystem::temp_directory_path() / "sbits_bench_test.json";
-  for (const char* k : {"40", "0"}) {
-    std::string out, err;
-    const std::string cmd = bench + " " + quote(engine_model("stories260K.sbits")) +
-                            " --backend cpu --threads 1 -p 1 -d 5 -n 4 -r 1 --top-k " + k + " --out " + quote(json);
-    REQUIRE_MESSAGE(run_command(cmd, &out, &err) == 0, err);
-    CHECK(out.find(std::string(k) == "0" ? "all logits" : "top-40") != std::string::npos);
-    const std::string j = read_file(json);
-    CHECK(j.find(std::string("\"decode_top_k\": ") + k) != std::string::npos);
-    CHECK(j.find("\"decode_tok_s\"") != std::string::npos);
-    CHECK(j.find("\"decode_depth\": 5") != std::string::npos);
-  }
-  std::filesystem::remove(json);
-  std::string out, err;
-  CHECK(run_command(bench + " " + quote(engine_model("stories260K.sbits")) + " --top-k 65", &out, &err) == 2);
-  CHECK(err.find("--top-k") != std::string::npos);
 }
 
 TEST_CASE("sbits-run: bad arguments print usage and exit non-zero without a signal") {
