@@ -106,9 +106,7 @@ GenerationStats Session::generate(std::span<const int32_t> prompt, int max_token
   if (prompt.empty()) throw EngineError("generate: the prompt has no tokens (add BOS for an empty prompt)");
   for (int32_t t : prompt) sampler.accept(t);
   // Greedy without penalties needs only the argmax: let the backend pick it (see session.h).
-  const SamplerParams& sp = sampler.params();
-  const bool on_backend = sp.temperature <= 0 && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f &&
-                          sp.frequency_penalty == 0.0f;
+  const bool on_backend = sampler.params().temperature <= 0 && !sampler.penalties_on();
   // Otherwise only the top-k when the sampler needs no more (see session.h).
   const int32_t k = on_backend ? 0 : sampler.candidates_needed(kernels::Backend::kMaxTopK);
   std::vector<int32_t> top_ids(static_cast<size_t>(k));

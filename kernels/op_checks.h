@@ -108,8 +108,8 @@ void check_attention_args(const char* op, const KvCacheDesc& d, int layer, int n
   for (int r = 0; r < n; ++r) {
     const int32_t end = stored_end(rows[r].slot);
     if (rows[r].pos >= end)
-      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos, ") attends to positions not stored yet: layer ",
-           layer, " has positions < ", end, " of that slot");
+      fail(op, "rows[", r, "] (slot ", rows[r].slot, ", pos ", rows[r].pos,
+           ") attends to positions not stored yet: layer ", layer, " has positions < ", end, " of that slot");
   }
 }
 

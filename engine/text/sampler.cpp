@@ -97,8 +97,7 @@ int32_t Sampler::sample(std::span<float> logits) {
     throw std::invalid_argument(
         fmt::format("Sampler::sample: {} logits for a vocabulary of {}", logits.size(), n_vocab_));
   }
-  const bool penalties = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
-  if (penalties && !history_.empty()) apply_penalties(logits);
+  if (penalties_on() && !history_.empty()) apply_penalties(logits);
   // NaN becomes -inf, so that comparisons form a total order; at least one token must be possible.
   bool any = false;
   for (float& l : logits) {
@@ -127,8 +126,7 @@ int32_t Sampler::sample_greedy(std::span<const float> logits) {
 }
 
 int32_t Sampler::candidates_needed(int32_t max_k) const {
-  const bool penalties = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
-  if (p_.temperature <= 0 || penalties || p_.top_k <= 0 || p_.top_k >= n_vocab_ || p_.top_k > max_k) return 0;
+  if (p_.temperature <= 0 || penalties_on() || p_.top_k <= 0 || p_.top_k >= n_vocab_ || p_.top_k > max_k) return 0;
   return p_.top_k;
 }
 
@@ -144,14 +142,14 @@ int32_t Sampler::sample_top(std::span<const int32_t> ids, std::span<const float>
   bool any = false;
   for (size_t i = 0; i < cands_.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= n_vocab_)
-      throw std::invalid_argument(
-          fmt::format("Sampler::sample_top: id {} (candidate {}) is outside the vocabulary [0, {})", ids[i], i, n_vocab_));
+      throw std::invalid_argument(fmt::format(
+          "Sampler::sample_top: id {} (candidate {}) is outside the vocabulary [0, {})", ids[i], i, n_vocab_));
     cands_[i] = {std::isnan(logits[i]) ? kNegInf : logits[i], ids[i], 0.0f};
     any |= cands_[i].logit > kNegInf;
     if (i > 0 && !Better{}(cands_[i - 1], cands_[i]))
       throw std::invalid_argument(fmt::format(
-          "Sampler::sample_top: candidate {} (id {}, logit {}) does not rank below the one before it (id {}, logit {}); "
-          "expected the most likely first, the lower id first on ties",
+          "Sampler::sample_top: candidate {} (id {}, logit {}) does not rank below the one before it "
+          "(id {}, logit {}); expected the most likely first, the lower id first on ties",
           i, ids[i], logits[i], ids[i - 1], logits[i - 1]));
   }
   if (!any) throw std::invalid_argument("Sampler::sample_top: every logit is NaN or -inf; nothing can be sampled");

@@ -46,6 +46,10 @@ class Sampler {
   // without penalties (they move logits from outside any top list into it). 0 when sample()
   // needs every logit: greedy (which keeps them for logprobs), top-k off or above max_k, penalties.
   int32_t candidates_needed(int32_t max_k) const;
+  // Whether any of the repeat, presence and frequency penalties is set.
+  bool penalties_on() const {
+    return p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f;
+  }
   // sample() given only the candidates_needed() most likely logits, most likely first and the
   // lower id first on ties (kernels::Backend::top_k's order), so that a GPU backend returns k
   // values instead of the vocabulary: the same choice, log probabilities and generator state as

@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
     const auto prompt_span = std::span<const int32_t>(prompt).first(static_cast<size_t>(o.prompt));
     Session s(*model, SessionOptions{static_cast<int>(prompt.size()) + o.decode + 1, o.kv, o.rows});
     if (o.top_k > static_cast<int>(model->config().vocab_size))
-      throw std::runtime_error(fmt::format("--top-k {} exceeds the vocabulary ({})", o.top_k, model->config().vocab_size));
+      throw std::runtime_error(
+          fmt::format("--top-k {} exceeds the vocabulary ({})", o.top_k, model->config().vocab_size));
     std::vector<int32_t> top_ids(static_cast<size_t>(o.top_k));
     std::vector<float> top_logits(top_ids.size());
     // A decode step as generation runs it: the next token's logits, all or the top-k.

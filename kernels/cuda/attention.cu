@@ -157,9 +157,10 @@ __device__ __forceinline__ void attend_lane_positions(const AttentionArgs& a, in
 
 // head_dim 128, f16 cache: lane owns dimensions 4 lane .. 4 lane + 3 of q, the keys and the
 // values, so a cached row is one 8-byte load per lane; a step takes 8 positions, whose key and
-// value loads are all issued before their sums, and the next step's while this one computes. The per-position form above, at the 8-position
-// chunks of short contexts, kept 24 of 32 lanes idle while the others ran 128-term dot products,
-// and walked the values one position, one dependent load, at a time.
+// value loads are all issued before their sums, and the next step's while this one computes.
+// The per-position form above, at the 8-position chunks of short contexts, kept 24 of 32 lanes
+// idle while the others ran 128-term dot products, and walked the values one position, one
+// dependent load, at a time.
 __device__ __forceinline__ void attend_lane_dims(const AttentionArgs& a, int64_t r, int64_t h, int64_t base,
                                                  int64_t p_begin, int64_t p_end, bool direct, float* dst) {
   constexpr int kStep = 8;

@@ -147,9 +147,11 @@ TEST_CASE("sampled generate equals feed() and sample() on every logit, with and 
     p.repeat_penalty = penalty;
     Sampler via_generate(p, vocab), via_feed(p, vocab);
     CHECK(via_generate.candidates_needed(kernels::Backend::kMaxTopK) == (penalty == 1.0f ? 40 : 0));
-    Session a(*f.model, SessionOptions{64, kernels::KvType::f16, 8}), b(*f.model, SessionOptions{64, kernels::KvType::f16, 8});
+    const SessionOptions options{64, kernels::KvType::f16, 8};
+    Session a(*f.model, options), b(*f.model, options);
     std::vector<int32_t> got;
-    a.generate(prompt, 30, via_generate, [&](int32_t id, std::string_view) { return id < 0 || (got.push_back(id), true); });
+    a.generate(prompt, 30, via_generate,
+               [&](int32_t id, std::string_view) { return id < 0 || (got.push_back(id), true); });
     std::vector<int32_t> want;
     for (int32_t t : prompt) via_feed.accept(t);
     std::span<float> logits = b.feed(prompt);

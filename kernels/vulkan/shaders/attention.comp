@@ -4,7 +4,8 @@
 // the running max raised once per block (rescaling the sum and the accumulators), exp(s - m) <= 1
 // weighting the values. With splits > 1 (decode) the row's positions go to as many of them as
 // fill min_chunk positions each, each a contiguous share, and the last to finish merges them
-// (finish_split): more workgroups for a step's few rows, each with a shorter chain of loads. Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
+// (finish_split): more workgroups for a step's few rows, each with a shorter chain of loads.
+// Invocation t accumulates dimensions t and t + WG (head_dim <= 2 WG).
 // out may alias q: q is copied to shared memory before anything is written.
 // With digits_tiles != 0 (decode, one row, head_dim == WG: head h's output is tile column h of wo's
 // x) the workgroup that writes a head's output also writes that tile column's digits for
